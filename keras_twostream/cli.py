@@ -1,0 +1,89 @@
+"""The `keras-twostream` command.
+
+Sub-commands are plain functions registered in `COMMANDS`; heavy imports happen
+inside them so `keras-twostream --help` answers at once.
+"""
+
+import argparse
+import sys
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line, exit status 2."""
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="generate the synthetic dataset, train both streams, evaluate, save")
+    p.add_argument("--output", default="keras_twostream_outputs/demo", help="output folder")
+    p.add_argument("--cache", default=None, help="dataset cache folder (default: ~/.cache/keras_twostream)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per stream")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a tiny run for smoke tests")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args):
+    from keras_twostream.demo import run_demo
+
+    run_demo(output=args.output, cache=args.cache, epochs=args.epochs, seed=args.seed, quick=args.quick)
+
+
+def _add_extract(sub):
+    p = sub.add_parser(
+        "extract",
+        help="decode videos into RGB JPEGs and quantised optical flow (TSN/MMAction2 layout)",
+    )
+    p.add_argument("videos_dir", help="folder of videos (searched recursively)")
+    p.add_argument("out_dir", help="output folder: OUT_DIR/<video>/img_00001.jpg, x_00001.jpg, y_00001.jpg")
+    p.add_argument("--flow", choices=["tvl1", "dis", "farneback", "none"], default="tvl1")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--short-side", type=int, default=256, help="resize so the short side has this size")
+    p.add_argument("--bound", type=float, default=20.0, help="flow is clipped to +-bound before quantisation")
+    p.set_defaults(func=_run_extract)
+
+
+def _run_extract(args):
+    from keras_twostream.data.extract import extract_videos
+
+    summary = extract_videos(
+        args.videos_dir,
+        args.out_dir,
+        flow=args.flow,
+        workers=args.workers,
+        short_side=args.short_side,
+        bound=args.bound,
+    )
+    return 0 if not summary.failed else 1
+
+
+COMMANDS = {"demo": _add_demo, "extract": _add_extract}
+
+
+def build_parser():
+    from keras_twostream.version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="keras-twostream", description="Two-stream video classification with Keras 3."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        status = args.func(args)
+    except (UserError, FileNotFoundError, ValueError) as error:
+        print(f"keras-twostream {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"keras-twostream {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""Reusable Keras layers of the two-stream architectures. Imports keras only."""
+
+from keras_twostream.layers.fold_segments import FoldSegments, UnfoldSegments
+from keras_twostream.layers.segment_consensus import SegmentConsensus
+
+__all__ = ["FoldSegments", "SegmentConsensus", "UnfoldSegments"]

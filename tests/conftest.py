@@ -1,0 +1,47 @@
+"""Test-wide set-up: two logical CPU devices for tf.distribute tests, quiet logs, seeds."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    # Two logical CPU devices reproduce multi-replica behaviour of MirroredStrategy.
+    # This must run before TensorFlow initialises its devices.
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+    except RuntimeError:
+        pass  # already initialised by an earlier import; tests needing 2 devices skip.
+
+TESTS_DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_clear():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def tests_data():
+    return TESTS_DATA
+
+
+def two_cpu_strategy():
+    """A MirroredStrategy over two logical CPU devices, or skip if unavailable."""
+    import tensorflow as tf
+
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("two logical CPU devices are not configured")
+    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
