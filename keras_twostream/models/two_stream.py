@@ -1,0 +1,242 @@
+"""Two-Stream ConvNets (Simonyan & Zisserman, NIPS 2014).
+
+A spatial ConvNet on RGB frames and a temporal ConvNet on L stacked optical
+flow fields (2L channels, Eq. 1), each ending in a softmax, fused late by
+averaging their class scores (Sect. 2). Multi-task learning (Sect. 4) gives a
+stream one softmax head per dataset, each with its own loss computed only on
+that dataset's samples; the training loss is their sum.
+
+TSN-style segments are supported as an extension (K=1 is the paper): each of K
+segments goes through the same stream, and the segmental consensus averages
+the K class scores before the softmax (Wang et al. 2016, Eq. 1).
+"""
+
+import keras
+
+from keras_twostream.backbones import get_backbone
+from keras_twostream.layers import FoldSegments, ScoreFusion, SegmentConsensus, UnfoldSegments
+from keras_twostream.models.base import VideoClassifier
+
+STREAMS = ("spatial", "temporal")
+
+
+def _normalize_num_classes(num_classes):
+    """Returns an ordered dict task -> classes; a plain int is the task "default"."""
+    if isinstance(num_classes, dict):
+        tasks = dict(num_classes)
+        if not tasks:
+            raise ValueError("Expected num_classes to name at least one task. Received: {}")
+    elif isinstance(num_classes, int) and not isinstance(num_classes, bool):
+        tasks = {"default": num_classes}
+    else:
+        raise ValueError(
+            "Expected num_classes to be an int, or a dict of task name -> int for multi-task "
+            f"learning. Received: num_classes={num_classes!r}"
+        )
+    for task, n in tasks.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+            raise ValueError(
+                f"Expected at least 2 classes per task. Received: num_classes[{task!r}]={n!r}"
+                if task != "default"
+                else f"Expected num_classes >= 2. Received: num_classes={n!r}"
+            )
+        if not str(task).isidentifier():
+            raise ValueError(f"Task names must be identifiers (they name outputs). Received: {task!r}")
+    return tasks
+
+
+def output_name(stream, task, primary):
+    """Output of `stream` for `task`: the primary task has the plain name."""
+    return stream if task == primary else f"{stream}_{task}"
+
+
+def apply_stream_heads(features, tasks, num_segments, consensus, dropout, prefix):
+    """Classifier heads of one stream: dropout, one linear layer per task, consensus.
+
+    Args:
+        features: `(B*K, D)` per-segment features.
+
+    Returns:
+        dict task -> `(B, classes)` logits after the segmental consensus.
+    """
+    x = keras.layers.Dropout(dropout, name=f"{prefix}_dropout")(features)
+    logits = {}
+    for task, classes in tasks.items():
+        suffix = "" if len(tasks) == 1 else f"_{task}"
+        y = keras.layers.Dense(classes, name=f"{prefix}{suffix}_classifier")(x)  # [B*K, n]
+        y = UnfoldSegments(num_segments, name=f"{prefix}{suffix}_unfold")(y)  # -> [B, K, n]
+        logits[task] = SegmentConsensus(consensus, name=f"{prefix}{suffix}_consensus")(y)  # -> [B, n]
+    return logits
+
+
+@keras.saving.register_keras_serializable(package="keras_twostream")
+class TwoStream(VideoClassifier):
+    """The two-stream ConvNet of Simonyan & Zisserman (2014).
+
+    Inputs are a dict `{"rgb": (B, K, H, W, 3), "flow": (B, K, H, W, 2L)}` and
+    outputs a dict of softmax probabilities `{"spatial", "temporal", "fused"}`.
+    The two streams share no weights and `"fused"` carries no loss, so training
+    the model with `compile()` defaults is training the two streams
+    independently, as in the paper, in one `fit`.
+
+    Args:
+        num_classes: number of classes, or for multi-task learning (Sect. 4)
+            a dict task name -> number of classes, e.g.
+            `{"hmdb51": 51, "ucf101": 101}`. The first task is the primary one
+            and its outputs have the plain names; the others are suffixed
+            (`"temporal_ucf101"`). Labels for multi-task training are a dict
+            keyed by task, `-1` where a sample belongs to another dataset.
+        backbone: a name in `keras_twostream.backbones.BACKBONES`:
+            `"cnn_m_2048"` (the paper's network), `"vgg16"`, `"resnet50"`,
+            `"resnet101"` or `"tiny"`.
+        image_size: input height and width (224 in the paper).
+        num_segments: K, segments per clip (1 in the paper).
+        flow_length: L, stacked flow fields (10 in the paper, Sect. 6).
+        spatial_dropout: dropout before the spatial classifier (0.5, the
+            best pre-trained setting of Table 1a).
+        temporal_dropout: dropout before the temporal classifier (0.9, the
+            from-scratch setting of Sect. 6).
+        consensus: `"avg"` or `"max"` segmental consensus over K.
+        fusion_weights: weights of the spatial and temporal scores in
+            `"fused"`; `(1, 1)` is the paper's averaging.
+        spatial_weights: `None`, `"imagenet"` or a weights file for the
+            spatial backbone (only used when building; not saved in config).
+        temporal_weights: the same for the temporal backbone; RGB weights are
+            adapted to 2L channels by `adapt_input_channels`.
+        **kwargs: `name` and other `keras.Model` keyword arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream import build_two_stream
+    >>> model = build_two_stream(num_classes=5, backbone="tiny", image_size=64, flow_length=2)
+    >>> model.compile()
+    >>> x = {"rgb": np.zeros((2, 1, 64, 64, 3), "float32"),
+    ...      "flow": np.zeros((2, 1, 64, 64, 4), "float32")}
+    >>> sorted(model.predict(x, verbose=0))
+    ['fused', 'spatial', 'temporal']
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        backbone="cnn_m_2048",
+        image_size=224,
+        num_segments=1,
+        flow_length=10,
+        spatial_dropout=0.5,
+        temporal_dropout=0.9,
+        consensus="avg",
+        fusion_weights=(1.0, 1.0),
+        spatial_weights=None,
+        temporal_weights=None,
+        **kwargs,
+    ):
+        tasks = _normalize_num_classes(num_classes)
+        primary = next(iter(tasks))
+        for arg, value in (("image_size", image_size), ("num_segments", num_segments), ("flow_length", flow_length)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Expected {arg} to be a positive integer. Received: {arg}={value!r}")
+        kwargs.setdefault("name", "two_stream")
+
+        # === Layers ===
+        spatial_backbone = get_backbone(
+            backbone,
+            input_shape=(image_size, image_size, 3),
+            weights=spatial_weights,
+            stream="spatial",
+            dropout=spatial_dropout,
+            name="spatial_backbone",
+        )
+        temporal_backbone = get_backbone(
+            backbone,
+            input_shape=(image_size, image_size, 2 * flow_length),
+            weights=temporal_weights,
+            stream="temporal",
+            dropout=temporal_dropout,
+            name="temporal_backbone",
+        )
+
+        # === Functional Model ===
+        inputs = {
+            "rgb": keras.Input((num_segments, image_size, image_size, 3), name="rgb"),
+            "flow": keras.Input((num_segments, image_size, image_size, 2 * flow_length), name="flow"),
+        }
+        logits = {}
+        for stream, key, net, dropout in (
+            ("spatial", "rgb", spatial_backbone, spatial_dropout),
+            ("temporal", "flow", temporal_backbone, temporal_dropout),
+        ):
+            x = FoldSegments(name=f"{stream}_fold")(inputs[key])  # [B, K, H, W, C] -> [B*K, H, W, C]
+            features = net(x)["features"]  # -> [B*K, D]
+            logits[stream] = apply_stream_heads(features, tasks, num_segments, consensus, dropout, stream)
+        outputs = {}
+        for task in tasks:
+            probs = []
+            for stream in STREAMS:
+                name = output_name(stream, task, primary)
+                outputs[name] = keras.layers.Activation("softmax", dtype="float32", name=name)(
+                    logits[stream][task]
+                )
+                probs.append(outputs[name])
+            fused = output_name("fused", task, primary)
+            outputs[fused] = ScoreFusion(fusion_weights, dtype="float32", name=fused)(probs)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.backbone = backbone
+        self.image_size = image_size
+        self.num_segments = num_segments
+        self.flow_length = flow_length
+        self.spatial_dropout = spatial_dropout
+        self.temporal_dropout = temporal_dropout
+        self.consensus = consensus
+        self.fusion_weights = tuple(float(w) for w in fusion_weights)
+        self.spatial_backbone = spatial_backbone
+        self.temporal_backbone = temporal_backbone
+        label_map = {
+            output_name(s, t, primary): t for t in tasks for s in (*STREAMS, "fused")
+        }
+        self._set_contract(
+            {name: tuple(t.shape[1:]) for name, t in inputs.items()},
+            label_map,
+            [output_name(s, t, primary) for t in tasks for s in STREAMS],
+        )
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_classes": self.num_classes,
+            "backbone": self.backbone,
+            "image_size": self.image_size,
+            "num_segments": self.num_segments,
+            "flow_length": self.flow_length,
+            "spatial_dropout": self.spatial_dropout,
+            "temporal_dropout": self.temporal_dropout,
+            "consensus": self.consensus,
+            "fusion_weights": list(self.fusion_weights),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def build_two_stream(num_classes, backbone="cnn_m_2048", **kwargs):
+    """Builds the two-stream ConvNet of Simonyan & Zisserman (2014).
+
+    See `keras_twostream.models.TwoStream` for every argument.
+
+    Returns:
+        A `TwoStream` model: inputs `{"rgb", "flow"}`, outputs
+        `{"spatial", "temporal", "fused"}` class probabilities.
+
+    Example:
+
+    >>> from keras_twostream import build_two_stream
+    >>> model = build_two_stream(num_classes=101, backbone="tiny", image_size=64)
+    >>> model.output_names  # doctest: +SKIP
+    """
+    return TwoStream(num_classes=num_classes, backbone=backbone, **kwargs)
