@@ -135,3 +135,10 @@ class VideoClassifier(keras.Model):
                 for name in self._label_map
             }
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        # Our compile() only fills in defaults, so the stored config restores as usual.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)

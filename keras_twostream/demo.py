@@ -1,0 +1,104 @@
+"""`keras-twostream demo`: the library end to end on the embedded synthetic dataset.
+
+1. generate the synthetic action dataset (real video files) into a cache folder, reused when complete;
+2. extract RGB frames and optical flow with `keras-twostream extract`'s code path (TSN layout);
+3. train the two streams of `build_two_stream` with `model.fit`;
+4. evaluate with the papers' test protocol (equally spaced frames, scores averaged per video);
+5. print spatial / temporal / fused top-1 accuracy and save the model as `.keras` and SavedModel.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+# Demo settings, chosen to finish in a few minutes on 2 CPU cores.
+IMAGE_SIZE = 64
+NUM_SEGMENTS = 3
+FLOW_LENGTH = 5
+FLOW_ALGORITHM = "dis"  # TV-L1 is the papers' choice but ~100x slower on CPU (see docs/benchmarks.md)
+TEST_FRAMES = 5
+
+
+def _say(message):
+    print(f"[demo] {message}", flush=True)
+
+
+def run_demo(output="keras_twostream_outputs/demo", cache=None, epochs=None, seed=0, quick=False):
+    import keras
+
+    from keras_twostream import build_two_stream
+    from keras_twostream.data import load_annotations, make_dataset, make_test_dataset, predict_video_scores
+    from keras_twostream.data.extract import extract_videos
+    from keras_twostream.datasets import generate_synthetic_dataset, synthetic_dataset_path
+
+    started = time.time()
+    output = Path(output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+
+    # 1. Data.
+    if quick:
+        root = Path(cache or output / "synthetic-quick")
+        root = generate_synthetic_dataset(root, videos_per_class=(2, 1), num_frames=16, seed=seed)
+    else:
+        root = generate_synthetic_dataset(synthetic_dataset_path(cache), seed=seed)
+    _say(f"dataset: {root}")
+
+    # 2. Frames and flow, in the TSN/MMAction2 layout.
+    frames = root / "frames"
+    summary = extract_videos(
+        root / "videos", frames, flow=FLOW_ALGORITHM, workers=min(2, os.cpu_count() or 1),
+        short_side=IMAGE_SIZE,
+    )
+    if summary.failed:
+        _say(f"{len(summary.failed)} videos failed to extract; continuing with the rest")
+
+    table = load_annotations(root, format="ucf101", split=1)
+    table["path"] = table["path"].map(lambda p: str(Path(p).with_suffix("")))
+    train, test = table[table.split == "train"], table[table.split == "test"]
+    classes = [line.split()[1] for line in (root / "classInd.txt").read_text().split("\n") if line.strip()]
+    _say(f"{len(train)} training and {len(test)} test videos, {len(classes)} classes")
+
+    common = dict(
+        root=frames, modalities=("rgb", "flow"), num_segments=NUM_SEGMENTS, flow_length=FLOW_LENGTH,
+        image_size=IMAGE_SIZE,
+    )
+    train_ds = make_dataset(train, training=True, batch_size=8, seed=seed, **common)
+
+    # 3. Model and training.
+    model = build_two_stream(
+        num_classes=len(classes), backbone="tiny", image_size=IMAGE_SIZE, num_segments=NUM_SEGMENTS,
+        flow_length=FLOW_LENGTH, spatial_dropout=0.3, temporal_dropout=0.3,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    epochs = epochs or (1 if quick else 12)
+    _say(f"training both streams for {epochs} epochs (tiny backbone, {IMAGE_SIZE}x{IMAGE_SIZE})")
+    model.fit(train_ds, epochs=epochs, verbose=1)
+
+    # 4. Evaluation: equally spaced frames, scores averaged per video.
+    test_ds = make_test_dataset(
+        test, root=frames, modalities=("rgb", "flow"), num_frames=TEST_FRAMES, crops=1,
+        flow_length=FLOW_LENGTH, image_size=IMAGE_SIZE,
+    )
+    scores = predict_video_scores(model, test_ds)
+    labels = test["label"].to_numpy()
+    accuracy = {name: float((scores[name].argmax(-1) == labels).mean()) for name in ("spatial", "temporal", "fused")}
+
+    # 5. Report and save.
+    print()
+    print("| stream   | top-1 accuracy |")
+    print("|----------|----------------|")
+    for name, value in accuracy.items():
+        print(f"| {name:<8} | {100 * value:13.1f}% |")
+    print()
+    model_path = output / "two_stream.keras"
+    model.save(model_path)
+    export_path = output / "two_stream_savedmodel"
+    model.export(str(export_path), verbose=False)
+    (output / "results.json").write_text(json.dumps({"accuracy": accuracy, "classes": classes}, indent=2))
+    _say(f"model: {model_path}")
+    _say(f"SavedModel: {export_path}")
+    _say(f"results: {output / 'results.json'}")
+    _say(f"done in {time.time() - started:.0f} s")
+    return accuracy
