@@ -69,6 +69,12 @@ def apply_stream_heads(features, tasks, num_segments, consensus, dropout, prefix
     return logits
 
 
+def head_applies_dropout(backbone):
+    """True when the backbone's own head (VGG-16 / CNN-M-2048 fc layers) ends in dropout."""
+    head = dict(backbone.blocks).get("head")
+    return head is not None and isinstance(head.layers[-1], keras.layers.Dropout)
+
+
 @keras.saving.register_keras_serializable(package="keras_twostream")
 class TwoStream(VideoClassifier):
     """The two-stream ConvNet of Simonyan & Zisserman (2014).
@@ -169,6 +175,8 @@ class TwoStream(VideoClassifier):
         ):
             x = FoldSegments(name=f"{stream}_fold")(inputs[key])  # [B, K, H, W, C] -> [B*K, H, W, C]
             features = net(x)["features"]  # -> [B*K, D]
+            # VGG-16 and CNN-M-2048 already end in fc7 + dropout (Fig. 1): no second dropout.
+            dropout = 0.0 if head_applies_dropout(net) else dropout
             logits[stream] = apply_stream_heads(features, tasks, num_segments, consensus, dropout, stream)
         outputs = {}
         for task in tasks:
