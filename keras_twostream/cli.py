@@ -5,6 +5,7 @@ inside them so `keras-twostream --help` answers at once.
 """
 
 import argparse
+import os
 import sys
 
 
@@ -73,6 +74,7 @@ def build_parser():
 
 
 def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     args = build_parser().parse_args(argv)
     try:
         status = args.func(args)

@@ -4,6 +4,15 @@ import keras
 from keras import ops
 
 
+def _trailing_shape(inputs, start):
+    """Static sizes where known, dynamic ones where not (e.g. a tf.data pipeline's free H, W)."""
+    static = tuple(inputs.shape[start:])
+    if all(d is not None for d in static):
+        return static
+    dynamic = ops.shape(inputs)
+    return tuple(d if d is not None else dynamic[start + i] for i, d in enumerate(static))
+
+
 @keras.saving.register_keras_serializable(package="keras_twostream")
 class FoldSegments(keras.layers.Layer):
     """Folds the segment axis into the batch: `(B, K, ...)` -> `(B * K, ...)`.
@@ -33,7 +42,7 @@ class FoldSegments(keras.layers.Layer):
     """
 
     def call(self, inputs):
-        return ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))  # [B, K, ...] -> [B*K, ...]
+        return ops.reshape(inputs, (-1,) + _trailing_shape(inputs, 2))  # [B, K, ...] -> [B*K, ...]
 
     def compute_output_shape(self, input_shape):
         batch, segments = input_shape[0], input_shape[1]
@@ -76,7 +85,7 @@ class UnfoldSegments(keras.layers.Layer):
 
     def call(self, inputs):
         # [B*K, ...] -> [B, K, ...]
-        return ops.reshape(inputs, (-1, self.num_segments) + tuple(inputs.shape[1:]))
+        return ops.reshape(inputs, (-1, self.num_segments) + _trailing_shape(inputs, 1))
 
     def compute_output_shape(self, input_shape):
         batch = input_shape[0]

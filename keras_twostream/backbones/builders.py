@@ -1,0 +1,141 @@
+"""Backbone builder functions and the `BACKBONES` dict that names them."""
+
+from keras_twostream.backbones.backbone import Backbone
+from keras_twostream.backbones.weights import load_imagenet_weights
+
+
+def _build(architecture, input_shape, weights, stream, dropout, synchronized, name):
+    backbone = Backbone(
+        architecture,
+        input_shape=input_shape,
+        stream=stream,
+        dropout=dropout,
+        synchronized=synchronized,
+        name=name,
+    )
+    if weights is not None:
+        load_imagenet_weights(backbone, weights)
+    return backbone
+
+
+def resnet50(
+    input_shape=(224, 224, 3),
+    weights=None,
+    stream="spatial",
+    dropout=0.0,
+    synchronized=False,
+    name=None,
+):
+    """ResNet-50 v1 backbone (stages res2..res5, 2048-d features); see `get_backbone`."""
+    return _build("resnet50", input_shape, weights, stream, dropout, synchronized, name)
+
+
+def resnet101(
+    input_shape=(224, 224, 3),
+    weights=None,
+    stream="spatial",
+    dropout=0.0,
+    synchronized=False,
+    name=None,
+):
+    """ResNet-101 v1 backbone (stages res2..res5, 2048-d features); see `get_backbone`."""
+    return _build("resnet101", input_shape, weights, stream, dropout, synchronized, name)
+
+
+def vgg16(
+    input_shape=(224, 224, 3),
+    weights=None,
+    stream="spatial",
+    dropout=0.0,
+    synchronized=False,
+    name=None,
+):
+    """VGG-16 backbone (stages block1..block5, 4096-d fc2 features); see `get_backbone`."""
+    return _build("vgg16", input_shape, weights, stream, dropout, synchronized, name)
+
+
+def cnn_m_2048(
+    input_shape=(224, 224, 3),
+    weights=None,
+    stream="spatial",
+    dropout=0.0,
+    synchronized=False,
+    name=None,
+):
+    """CNN-M-2048 of the two-stream paper (stages conv1..conv5, 2048-d full7); see `get_backbone`."""
+    return _build("cnn_m_2048", input_shape, weights, stream, dropout, synchronized, name)
+
+
+def tiny(
+    input_shape=(112, 112, 3),
+    weights=None,
+    stream="spatial",
+    dropout=0.0,
+    synchronized=False,
+    name=None,
+):
+    """Tiny ResNet-like backbone for tests and CPU demos (64-d features); see `get_backbone`."""
+    return _build("tiny", input_shape, weights, stream, dropout, synchronized, name)
+
+
+BACKBONES = {
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+    "vgg16": vgg16,
+    "cnn_m_2048": cnn_m_2048,
+    "tiny": tiny,
+}
+
+
+def get_backbone(
+    architecture,
+    input_shape=(224, 224, 3),
+    weights=None,
+    stream="spatial",
+    dropout=0.0,
+    synchronized=False,
+    name=None,
+):
+    """Builds a stream feature extractor by architecture name.
+
+    Args:
+        architecture: one of `"resnet50"`, `"resnet101"`, `"vgg16"`,
+            `"cnn_m_2048"`, `"tiny"` (the keys of
+            `keras_twostream.backbones.BACKBONES`). Usually passed positionally.
+        input_shape: `(height, width, channels)`; channels 3 for RGB, 2L for
+            L stacked flow fields, 3L for RGB differences.
+        weights: `None` (random initialisation), `"imagenet"` (ResNets and
+            VGG-16, downloaded through keras' cache) or the path of a weights
+            file; see `keras_twostream.backbones.load_imagenet_weights`. With
+            `channels != 3` the first convolution is initialised by TSN's
+            cross-modality averaging (`adapt_input_channels`).
+        stream: `"spatial"` or `"temporal"`; only CNN-M-2048 uses it (the
+            temporal net drops the second LRN, two-stream paper Sect. 5).
+        dropout: dropout after each fully connected layer of the VGG-16 and
+            CNN-M-2048 heads (two-stream paper: 0.5 spatial, 0.9 temporal);
+            unused by the ResNets and tiny.
+        synchronized: synchronised BatchNormalization (TensorFlow backend
+            only; ResNets and tiny).
+        name: the model's name; its blocks are named `f"{name}_{block}"`.
+            Defaults to the architecture name, made unique.
+
+    Returns:
+        A `keras_twostream.backbones.Backbone`.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> backbone = keras_twostream.backbones.get_backbone("tiny", input_shape=(64, 64, 10), name="flow")
+    >>> sorted(backbone.output), backbone.blocks[1][1].name
+    (['features', 'res2', 'res3', 'res4', 'res5'], 'flow_conv2_block1')
+    """
+    if architecture not in BACKBONES:
+        raise ValueError(f"Unknown backbone {architecture!r}. Expected one of {sorted(BACKBONES)}.")
+    return BACKBONES[architecture](
+        input_shape=input_shape,
+        weights=weights,
+        stream=stream,
+        dropout=dropout,
+        synchronized=synchronized,
+        name=name,
+    )
