@@ -57,6 +57,32 @@ def _run_extract(args):
     return 0 if not summary.failed else 1
 
 
+def _start_tensorflow_quietly():
+    """Imports TensorFlow and initialises its devices with C++ start-up logs silenced.
+
+    TensorFlow 2.21 prints oneDNN/CUDA notices through absl before `TF_CPP_MIN_LOG_LEVEL` is read;
+    a command-line user should not have to read them. Python errors still surface normally.
+    """
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or "tensorflow" in sys.modules:
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_logical_devices()
+    except Exception:  # noqa: BLE001 - reported again, loudly, when the command imports it
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+# Commands that only touch files (OpenCV, NumPy) and should not wait for TensorFlow.
+_FILE_COMMANDS = {"extract", "scan"}
+
 COMMANDS = {"demo": _add_demo, "extract": _add_extract}
 
 
@@ -76,6 +102,8 @@ def build_parser():
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     args = build_parser().parse_args(argv)
+    if args.command not in _FILE_COMMANDS:
+        _start_tensorflow_quietly()
     try:
         status = args.func(args)
     except (UserError, FileNotFoundError, ValueError) as error:

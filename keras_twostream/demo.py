@@ -28,7 +28,12 @@ def run_demo(output="keras_twostream_outputs/demo", cache=None, epochs=None, see
     import keras
 
     from keras_twostream import build_two_stream
-    from keras_twostream.data import load_annotations, make_dataset, make_test_dataset, predict_video_scores
+    from keras_twostream.data import (
+        load_annotations,
+        make_dataset,
+        make_test_dataset,
+        predict_video_scores,
+    )
     from keras_twostream.data.extract import extract_videos
     from keras_twostream.datasets import generate_synthetic_dataset, synthetic_dataset_path
 

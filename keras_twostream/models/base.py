@@ -65,7 +65,7 @@ class VideoClassifier(keras.Model):
                 )
             received = tuple(getattr(inputs[key], "shape", ()))
             ok = len(received) == len(shape) + 1 and all(
-                r is None or e is None or int(r) == e for r, e in zip(received[1:], shape)
+                r is None or e is None or int(r) == e for r, e in zip(received[1:], shape, strict=False)
             )
             if not ok:
                 raise ValueError(
