@@ -1,8 +1,16 @@
 """Reusable Keras layers of the two-stream architectures. Imports keras only."""
 
+from keras_twostream.layers.compact_bilinear import CompactBilinear
 from keras_twostream.layers.fold_segments import FoldSegments, UnfoldSegments
 from keras_twostream.layers.local_response_normalization import LocalResponseNormalization
 from keras_twostream.layers.score_fusion import ScoreFusion
 from keras_twostream.layers.segment_consensus import SegmentConsensus
 
-__all__ = ["FoldSegments", "LocalResponseNormalization", "ScoreFusion", "SegmentConsensus", "UnfoldSegments"]
+__all__ = [
+    "CompactBilinear",
+    "FoldSegments",
+    "LocalResponseNormalization",
+    "ScoreFusion",
+    "SegmentConsensus",
+    "UnfoldSegments",
+]
