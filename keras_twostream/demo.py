@@ -86,7 +86,8 @@ def run_demo(output="keras_twostream_outputs/demo", cache=None, epochs=None, see
         test, root=frames, modalities=("rgb", "flow"), num_frames=TEST_FRAMES, crops=1,
         flow_length=FLOW_LENGTH, image_size=IMAGE_SIZE,
     )
-    scores = predict_video_scores(model, test_ds)
+    # One frame (and flow stack) per view: the same network with K=1 segments.
+    scores = predict_video_scores(model.rebuild(num_segments=1), test_ds)
     labels = test["label"].to_numpy()
     accuracy = {name: float((scores[name].argmax(-1) == labels).mean()) for name in ("spatial", "temporal", "fused")}
 

@@ -42,6 +42,22 @@ class VideoClassifier(keras.Model):
         self._label_map = dict(label_map)
         self._loss_outputs = list(loss_outputs)
 
+    def rebuild(self, **overrides):
+        """A new model of the same class with some constructor arguments changed, same weights.
+
+        The papers train on K segments but score test videos one frame (or flow stack) per
+        view; the segmental consensus has no weights, so the K=1 model is the same network:
+
+        >>> scorer = model.rebuild(num_segments=1)  # doctest: +SKIP
+        """
+        config = self.get_config()
+        unknown = sorted(set(overrides) - set(config))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no constructor arguments {unknown}.")
+        model = type(self).from_config({**config, **overrides})
+        model.set_weights(self.get_weights())
+        return model
+
     # --- Inputs -----------------------------------------------------------------
     def __call__(self, inputs, *args, **kwargs):
         self._check_inputs(inputs)

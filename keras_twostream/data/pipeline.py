@@ -1,0 +1,1273 @@
+"""tf.data pipelines over TSN frame folders: training clips and test-time views.
+
+`make_dataset` yields `(inputs, labels)` batches for `model.fit`, with the input
+names the models use:
+
+* `"rgb"`: `(B, K, H, W, 3)` float32, one RGB frame per segment;
+* `"flow"`: `(B, K, H, W, 2L)` float32, `L` consecutive flow fields per segment,
+  channels ordered `x1, y1, x2, y2, ...` (Eq. (1) of the two-stream paper); with
+  STPN multi-path sampling (`num_paths=P`) `(B, P, H, W, 2L)`, one chunk per path;
+* `"rgb_diff"`: `(B, K, H, W, 3D)` float32, the `D` differences of `D + 1`
+  consecutive frames per segment, channels ordered `(r, g, b)` of difference 1,
+  then of difference 2, ... (TSN's RGB difference, the MPA+SAL paper's temporal
+  input "the difference between adjacent frames");
+* labels: `(B,)` int32, or `(B, C)` float32 multi-hot for multi-label tables.
+
+`make_test_dataset` yields one element per video holding all its views, and
+`predict_video_scores` averages a model's outputs over them.
+
+How it runs: once per epoch, one NumPy call draws every video's frame indices
+(`keras_twostream.data.sampling`) and augmentation parameters
+(`keras_twostream.data.augment`) from a seeded generator; a parallel `tf.data`
+map then reads and decodes the JPEGs with `tf.io.decode_and_crop_jpeg` /
+`tf.io.decode_jpeg` and applies the one draw to every frame and modality of
+the sample. Python runs once per epoch (the draw) and once per batch (a cheap
+check for dropped samples), never per frame. Because all randomness is drawn
+before decoding, a seeded pipeline gives the same batches whatever the
+parallelism.
+
+Frame counts: `meta.json` is authoritative where present (its flow count must
+be its RGB count minus one); folders without one (denseflow, MMAction2) count
+the files present, and when RGB and flow counts differ there, snippets are
+drawn from their common range. The table's `frames` (when > 0) and `offset`
+restrict the range further.
+
+Errors: frame folders are checked up front (one directory listing per video:
+missing folders, missing or empty frame files in the range a sample can use,
+RGB/flow counts that disagree with `meta.json`, a flow bound that disagrees
+with `meta.json`). Decoding failures at run time (a corrupt JPEG) drop the
+sample inside `tf.data` and are then diagnosed by file. With
+`on_error="raise"` both kinds raise an error naming the file and the problem;
+with `on_error="skip"` the video or sample is left out, logged on the
+`keras_twostream.data` logger and recorded in `dataset.dataset_errors`.
+"""
+
+import logging
+import os
+import re
+import threading
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from keras_twostream.data import augment, frames, sampling
+
+__all__ = [
+    "DatasetErrors",
+    "make_dataset",
+    "make_test_dataset",
+    "predict_video_scores",
+]
+
+logger = logging.getLogger("keras_twostream.data")
+
+MODALITIES = ("rgb", "flow", "rgb_diff")
+FLOW_NORMALIZATIONS = ("pixels", "bound")
+_ON_ERROR = ("raise", "skip")
+_KEEP_EPOCHS = 4  # epochs of drawn indices kept for diagnosing dropped samples
+
+
+class DatasetErrors:
+    """The problems a pipeline met with, for `on_error="skip"`.
+
+    Each record is a dict `{"video", "file", "problem", "row"}`: the frame
+    folder, the offending file (or `None` for a folder-level problem), what
+    was wrong, and the row of the table. Up-front problems are recorded when
+    the dataset is built; decoding failures when the epoch reaches the sample
+    (once per epoch in which the sample is drawn), so read `count` after
+    iterating.
+
+    Example:
+
+    >>> from keras_twostream.data.pipeline import DatasetErrors
+    >>> errors = DatasetErrors()
+    >>> errors.add("videos/v1", "videos/v1/img_00003.jpg", "not a valid JPEG", row=4)
+    >>> errors.count
+    1
+    """
+
+    def __init__(self):
+        self.records = []
+        self._lock = threading.Lock()
+
+    @property
+    def count(self):
+        """Number of problems recorded so far."""
+        return len(self.records)
+
+    def add(self, video, file, problem, row=None):
+        """Records (and logs) one problem."""
+        with self._lock:
+            self.records.append({"video": video, "file": file, "problem": problem, "row": row})
+        logger.warning("Skipped a sample of %s: %s: %s", video, file or video, problem)
+
+    def reset(self):
+        """Forgets all records."""
+        with self._lock:
+            self.records = []
+
+    def __repr__(self):
+        return f"DatasetErrors(count={self.count})"
+
+
+# --------------------------------------------------------------------------
+# Argument checks.
+# --------------------------------------------------------------------------
+
+
+def _check_choice(value, choices, name):
+    if value not in choices:
+        raise ValueError(f"Expected {name} to be one of {choices}. Received: {name}={value!r}")
+
+
+def _check_int(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(
+            f"Expected {name} to be an integer >= {minimum}. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def _check_modalities(modalities):
+    if isinstance(modalities, str):
+        modalities = (modalities,)
+    modalities = tuple(modalities)
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if not modalities or unknown or len(set(modalities)) != len(modalities):
+        raise ValueError(
+            f"Expected modalities to be distinct names among {MODALITIES}. "
+            f"Received: modalities={modalities!r}"
+        )
+    return modalities
+
+
+def _as_table(table, split, need_label):
+    if not isinstance(table, pd.DataFrame):
+        try:
+            table = pd.DataFrame(table)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                "Expected table to be a pandas DataFrame with columns 'path' and 'label' "
+                f"(see keras_twostream.data.annotations). Received: {type(table).__name__} ({error})"
+            ) from None
+    required = ["path", "label"] if need_label else ["path"]
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"The annotation table lacks the column(s) {missing}; expected columns "
+            f"'path', 'frames', 'label', 'split', 'offset'. Received columns: {list(table.columns)}"
+        )
+    if split is not None:
+        if "split" not in table.columns:
+            raise ValueError(f"split={split!r} was given but the table has no 'split' column.")
+        table = table[table["split"] == split]
+        if table.empty:
+            raise ValueError(f"The table has no rows with split == {split!r}.")
+    if table.empty:
+        raise ValueError("The annotation table is empty.")
+    return table
+
+
+def _labels(table, num_classes, need_label):
+    """Single-label int32 `(n,)` or multi-hot float32 `(n, C)`, and the class count."""
+    if "label" not in table.columns:
+        if need_label:
+            raise ValueError("The annotation table has no 'label' column.")
+        return np.full((len(table),), -1, np.int32), False, num_classes
+    raw = list(table["label"])
+    multi = any(isinstance(v, (tuple, list, np.ndarray)) for v in raw)
+    rows = list(table.index)
+    values = []
+    for row, value in zip(rows, raw, strict=True):
+        items = list(value) if isinstance(value, (tuple, list, np.ndarray)) else [value]
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or item < 0:
+                raise ValueError(
+                    f"Row {row} of the annotation table: expected integer labels >= 0, "
+                    f"received label={value!r}"
+                )
+            if num_classes is not None and item >= num_classes:
+                raise ValueError(
+                    f"Row {row} of the annotation table: label {item} is out of range for "
+                    f"num_classes={num_classes}"
+                )
+        values.append(items)
+    if not multi:
+        return np.asarray([v[0] for v in values], np.int32), False, num_classes
+    if num_classes is None:
+        num_classes = 1 + max((max(v) for v in values if v), default=0)
+    hot = np.zeros((len(values), num_classes), np.float32)
+    for i, items in enumerate(values):
+        hot[i, items] = 1.0
+    return hot, True, num_classes
+
+
+# --------------------------------------------------------------------------
+# The up-front validity table.
+# --------------------------------------------------------------------------
+
+
+def _video_dir(path, root):
+    path = os.fspath(path)
+    if root is not None and not os.path.isabs(path):
+        path = os.path.join(os.fspath(root), path)
+    return os.path.normpath(path)
+
+
+def _frame_name(prefix, index):
+    return f"{prefix}{index:0{frames.INDEX_DIGITS}d}{frames.FRAME_SUFFIX}"
+
+
+def _inspect_video(directory, total_frames, offset, need_rgb, need_flow, flow_bound):
+    """Counts `(R, F, bound)` of one frame folder, or raises `_VideoProblem`."""
+    if not os.path.isdir(directory):
+        if os.path.isfile(directory):
+            raise _VideoProblem(
+                None,
+                "is a file, not a frame folder: extract its frames first "
+                "(keras_twostream.data.extract)",
+            )
+        raise _VideoProblem(None, "frame folder not found", missing=True)
+    meta = None
+    if os.path.exists(os.path.join(directory, frames.META_FILE)):
+        try:
+            meta = frames.read_meta(directory)
+        except ValueError as error:
+            raise _VideoProblem(os.path.join(directory, frames.META_FILE), str(error)) from None
+    files = frames.list_frame_files(directory)
+    bound = float(meta["bound"]) if meta else frames.DEFAULT_BOUND
+    if flow_bound is not None:
+        if meta and need_flow and not np.isclose(bound, flow_bound):
+            raise _VideoProblem(
+                os.path.join(directory, frames.META_FILE),
+                f"the flow was quantised with bound={bound:g} but flow_bound={flow_bound:g} was "
+                "given; pass flow_bound=None to read the bound from meta.json",
+            )
+        bound = float(flow_bound)
+    if meta and need_flow and meta["flow_frames"] != meta["rgb_frames"] - 1:
+        raise _VideoProblem(
+            os.path.join(directory, frames.META_FILE),
+            f"RGB/flow counts disagree: {meta['rgb_frames']} RGB frames need "
+            f"{meta['rgb_frames'] - 1} flow pairs, meta.json says {meta['flow_frames']}",
+        )
+    rgb_total = meta["rgb_frames"] if meta else len(files["img"])
+    flow_total = meta["flow_frames"] if meta else min(len(files["x"]), len(files["y"]))
+    num_rgb = total_frames if total_frames > 0 else rgb_total - offset
+    num_flow = flow_total - offset
+    if total_frames > 0:
+        num_flow = min(num_flow, total_frames - 1)
+    empty = set(files["empty"])
+    checks = []
+    if need_rgb:
+        if num_rgb < 1:
+            raise _VideoProblem(None, f"no RGB frames after offset {offset} (img_*.jpg)")
+        checks.append(("img_", set(files["img"]), num_rgb))
+    if need_flow:
+        if num_flow < 1:
+            raise _VideoProblem(None, f"no flow frames after offset {offset} (x_*.jpg, y_*.jpg)")
+        checks.append(("x_", set(files["x"]), num_flow))
+        checks.append(("y_", set(files["y"]), num_flow))
+    for prefix, present, count in checks:
+        for index in range(offset + 1, offset + count + 1):
+            name = _frame_name(prefix, index)
+            if index not in present:
+                raise _VideoProblem(
+                    os.path.join(directory, name),
+                    f"missing frame file (the sample range needs {prefix}*.jpg "
+                    f"{offset + 1}..{offset + count})",
+                    missing=True,
+                )
+            if name in empty:
+                raise _VideoProblem(os.path.join(directory, name), "empty (0-byte) frame file")
+    return max(num_rgb, 0), max(num_flow, 0), bound
+
+
+class _VideoProblem(Exception):
+    def __init__(self, file, problem, missing=False):
+        super().__init__(problem)
+        self.file = file
+        self.problem = problem
+        self.missing = missing
+
+
+def _scan(table, root, modalities, flow_bound, on_error, errors):
+    """The validity table: one entry per usable video, in table order."""
+    need_rgb = "rgb" in modalities or "rgb_diff" in modalities
+    need_flow = "flow" in modalities
+    keep, dirs, num_rgb, num_flow, offsets, bounds = [], [], [], [], [], []
+    totals = table["frames"] if "frames" in table.columns else [-1] * len(table)
+    offs = table["offset"] if "offset" in table.columns else [0] * len(table)
+    for i, (row, path, total, offset) in enumerate(
+        zip(table.index, table["path"], totals, offs, strict=True)
+    ):
+        directory = _video_dir(path, root)
+        total = -1 if pd.isna(total) else int(total)
+        offset = 0 if pd.isna(offset) else int(offset)
+        if offset < 0:
+            raise ValueError(
+                f"Row {row} of the annotation table: offset must be >= 0, got {offset}"
+            )
+        try:
+            r, f, bound = _inspect_video(directory, total, offset, need_rgb, need_flow, flow_bound)
+        except _VideoProblem as problem:
+            where = problem.file or directory
+            if on_error == "raise":
+                error_type = (
+                    FileNotFoundError
+                    if "not found" in problem.problem or "missing" in problem.problem
+                    else ValueError
+                )
+                raise error_type(
+                    f"{where}: {problem.problem} (row {row} of the annotation table; "
+                    "pass on_error='skip' to leave such videos out)"
+                ) from None
+            errors.add(directory, problem.file, problem.problem, row=row)
+            continue
+        keep.append(i)
+        dirs.append(directory)
+        num_rgb.append(r)
+        num_flow.append(f)
+        offsets.append(offset)
+        bounds.append(bound)
+    if not keep:
+        raise ValueError(
+            f"No usable video in the annotation table ({errors.count} problems recorded; "
+            f"first: {errors.records[0] if errors.records else None})."
+        )
+    return {
+        "keep": np.asarray(keep, np.int64),
+        "dir": np.asarray(dirs, object),
+        "num_rgb": np.asarray(num_rgb, np.int64),
+        "num_flow": np.asarray(num_flow, np.int64),
+        "offset": np.asarray(offsets, np.int64),
+        "bound": np.asarray(bounds, np.float32),
+        "row": np.asarray(table.index)[keep],
+    }
+
+
+# --------------------------------------------------------------------------
+# Per-epoch index drawing (NumPy) and per-sample decoding (tf ops).
+# --------------------------------------------------------------------------
+
+
+class _Sampling:
+    """Static sampling configuration shared by the epoch draw and the decoder."""
+
+    def __init__(
+        self,
+        modalities,
+        num_segments,
+        flow_length,
+        diff_length,
+        num_paths,
+        path_interval,
+        image_size,
+        rgb_normalization,
+        flow_normalization,
+        mean_subtract_flow,
+    ):
+        self.modalities = modalities
+        self.num_segments = num_segments
+        self.flow_length = flow_length
+        self.diff_length = diff_length
+        self.num_paths = num_paths
+        self.path_interval = path_interval
+        self.image_size = image_size
+        self.rgb_normalization = rgb_normalization
+        self.flow_normalization = flow_normalization
+        self.mean_subtract_flow = mean_subtract_flow
+        self.need_rgb = "rgb" in modalities or "rgb_diff" in modalities
+        self.need_flow = "flow" in modalities
+        # Frames of RGB decoded per snippet: 1, or D + 1 for D differences.
+        self.rgb_span = diff_length + 1 if "rgb_diff" in modalities else 1
+
+    def num_positions(self, videos, index):
+        """Snippet positions per video: frames with an RGB frame and a flow field."""
+        num_rgb = videos["num_rgb"][index]
+        num_flow = videos["num_flow"][index]
+        if self.need_flow and self.need_rgb:
+            return np.minimum(num_rgb, num_flow + 1)
+        if self.need_flow:
+            return num_flow + 1
+        return num_rgb
+
+    def positions(self, videos, index, training, rng, num_snippets=None):
+        """Frame file indices of the videos `index`.
+
+        Returns:
+            `(rgb, flow)`: int32 `(n, K, Dr)` RGB indices (`Dr = D + 1` with
+            rgb_diff, else 1) and `(n, K, L)` flow indices, or `(n, K * P, L)`
+            with STPN multi-path sampling (`P` chunks per snippet).
+        """
+        k = self.num_segments if num_snippets is None else num_snippets
+        n = len(index)
+        num_rgb = videos["num_rgb"][index]
+        num_flow = videos["num_flow"][index]
+        num_positions = self.num_positions(videos, index)
+        length = self.flow_length
+        offset = videos["offset"][index][:, None, None] + 1
+        if self.num_paths:
+            # STPN Sect. 3.2: per snippet, P chunks of L flow fields, chunk
+            # centres tau frames apart; the block of (P - 1) tau + L fields is
+            # placed like a TSN snippet of that span (see
+            # sampling.multipath_chunk_starts, which this equals for K = 1).
+            paths = self.num_paths
+            reps = np.repeat(np.arange(n), k)  # (n*K,)
+            intervals = sampling.draw_intervals(self.path_interval, n * k, rng=rng)
+            span = (paths - 1) * intervals + length + 1
+            starts = sampling.segment_starts(
+                num_positions[reps], k, span=span, training=training, rng=rng
+            )  # (n*K, K): row r is video reps[r] with its own span; keep column r % K
+            block = starts[np.arange(n * k), np.tile(np.arange(k), n)]
+            chunks = block[:, None] + np.arange(paths)[None, :] * intervals[:, None]
+            centre = sampling.clamp_positions(block + (span - 1) // 2, num_positions[reps])
+            flow = sampling.snippet_positions(chunks, length, num_flow[reps][:, None])
+            flow = flow.reshape(n, k * paths, length)
+            rgb = sampling.snippet_positions(centre[:, None], self.rgb_span, num_rgb[reps][:, None])
+            rgb = rgb.reshape(n, k, self.rgb_span)
+        else:
+            span = 1
+            if self.need_flow:
+                span = max(span, length + 1)
+            if "rgb_diff" in self.modalities:
+                span = max(span, self.diff_length + 1)
+            starts = sampling.segment_starts(
+                num_positions, k, span=span, training=training, rng=rng
+            )
+            rgb = sampling.snippet_positions(starts, self.rgb_span, num_rgb[:, None])
+            flow = sampling.snippet_positions(starts, length, num_flow[:, None])
+        return (rgb + offset).astype(np.int32), (flow + offset).astype(np.int32)
+
+
+def _read(files, count):
+    flat = tf.reshape(files, [-1])
+    return [tf.io.read_file(flat[i]) for i in range(count)]
+
+
+def _decode(contents, channels, window):
+    if window is None:
+        return [tf.io.decode_jpeg(c, channels=channels) for c in contents]
+    return [tf.io.decode_and_crop_jpeg(c, window, channels=channels) for c in contents]
+
+
+def _cut(frames, window, flip, size):
+    """One view of uint8 `(T, H, W, C)` frames: crop `window` (or none), flip, resize.
+
+    The flip is applied to the uint8 crop before the float resize: bilinear
+    resizing with half-pixel centres commutes with a horizontal mirror, and
+    mirroring bytes is cheaper than mirroring the float result.
+    """
+    if window is not None:
+        frames = frames[:, window[0] : window[0] + window[2], window[1] : window[1] + window[3], :]
+    frames = augment.flip_frames(frames, flip)
+    return _resize(frames, size)
+
+
+def _resize(images, size):
+    """Bilinear resize of `[N, h, w, C]` to float32 `[N, *size, C]`; a cast when h, w == size."""
+    same = tf.reduce_all(tf.equal(tf.shape(images)[1:3], tf.constant(size)))
+    resized = tf.cond(
+        same,
+        lambda: tf.cast(images, tf.float32),
+        lambda: tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear"),
+    )
+    return tf.ensure_shape(resized, [images.shape[0], size[0], size[1], images.shape[-1]])
+
+
+def _windows(contents, crops):
+    shape = tf.io.extract_jpeg_shape(contents)
+    return [
+        augment.crop_window(
+            shape[0], shape[1], c["scale_h"], c["scale_w"], c["quarter_y"], c["quarter_x"]
+        )
+        for c in crops
+    ]
+
+
+def _decode_views(cfg, directory, rgb_index, flow_index, bound, crops, jitter=None):
+    """Decodes one sample's frames and cuts `len(crops)` views out of them.
+
+    Args:
+        cfg: the `_Sampling` configuration.
+        directory: scalar string, the frame folder.
+        rgb_index: int32 `(G, Dr)` RGB file indices (`Dr = D + 1` with rgb_diff).
+        flow_index: int32 `(Gf, L)` flow file indices.
+        bound: scalar float, the flow quantisation bound.
+        crops: list of dicts `scale_h, scale_w, quarter_y, quarter_x, flip`
+            (tensors or Python values); one crop decodes only the RGB window.
+        jitter: optional dict `brightness, contrast, saturation` of scalars.
+
+    Returns:
+        A dict modality -> float32 `(len(crops), G, H, W, C)`.
+    """
+    size = cfg.image_size
+    out = {}
+    single = len(crops) == 1
+    if cfg.need_rgb:
+        groups, span = rgb_index.shape
+        names = tf.strings.as_string(rgb_index, width=frames.INDEX_DIGITS, fill="0")
+        files = tf.strings.join([directory, "/", frames.RGB_PREFIX, names, frames.FRAME_SUFFIX])
+        contents = _read(files, groups * span)
+        windows = _windows(contents[0], crops)
+        # One view: decode only the window (tf.io.decode_and_crop_jpeg).
+        decoded = tf.stack(_decode(contents, 3, windows[0] if single else None))
+        rgb_views, diff_views = [], []
+        for crop, window in zip(crops, windows, strict=True):
+            x = _cut(decoded, None if single else window, crop["flip"], size)  # [G*Dr, h, w, 3]
+            if jitter is not None:
+                x = 255.0 * augment.adjust_color(
+                    x / 255.0, jitter["brightness"], jitter["contrast"], jitter["saturation"]
+                )
+            x = augment.normalize_rgb(x, cfg.rgb_normalization)
+            x = tf.reshape(x, [groups, span, size[0], size[1], 3])
+            rgb_views.append(x[:, 0])
+            if "rgb_diff" in cfg.modalities:
+                diff = x[:, 1:] - x[:, :-1]  # [G, D, h, w, 3]
+                diff = tf.transpose(diff, [0, 2, 3, 1, 4])  # [G, D, h, w, 3] -> [G, h, w, D, 3]
+                diff_views.append(tf.reshape(diff, [groups, size[0], size[1], 3 * (span - 1)]))
+        if "rgb" in cfg.modalities:
+            out["rgb"] = tf.stack(rgb_views)
+        if diff_views:
+            out["rgb_diff"] = tf.stack(diff_views)
+    if cfg.need_flow:
+        groups, length = flow_index.shape
+        names = tf.strings.as_string(flow_index, width=frames.INDEX_DIGITS, fill="0")
+        x_files = tf.strings.join(
+            [directory, "/", frames.FLOW_X_PREFIX, names, frames.FRAME_SUFFIX]
+        )
+        y_files = tf.strings.join(
+            [directory, "/", frames.FLOW_Y_PREFIX, names, frames.FRAME_SUFFIX]
+        )
+        x_contents = _read(x_files, groups * length)
+        y_contents = _read(y_files, groups * length)
+        windows = _windows(x_contents[0], crops)
+        # The per-field mean needs whole fields, so flow is decoded whole unless
+        # there is one view and no mean subtraction.
+        crop_decode = single and not cfg.mean_subtract_flow
+        xs = _decode(x_contents, 1, windows[0] if crop_decode else None)
+        ys = _decode(y_contents, 1, windows[0] if crop_decode else None)
+        # Eq. (1) of the two-stream paper: channels 2k-1, 2k hold d^x, d^y of field
+        # k. Stack the fields on a leading axis in (segment, field, x/y) order (a
+        # concat on the channel axis of 1-channel images is ~40x slower: one memcpy
+        # per pixel) and move that axis last after cropping.
+        planes = [t for i in range(groups * length) for t in (xs[i], ys[i])]
+        quantized = tf.stack(planes)[..., 0]  # [2*G*L, H, W] uint8
+        bound = tf.cast(bound, tf.float32)
+        if cfg.mean_subtract_flow:
+            # Two-stream paper Sect. 3.1, "Mean flow subtraction": subtract each
+            # displacement field's mean vector, taken over the whole field. The
+            # dequantisation d = (q - 127.5) * 2b/255 is affine and bilinear
+            # resizing preserves constants, so (q - mean(q)) * 2b/255 on the
+            # resized window is exact.
+            centre = tf.reduce_mean(tf.cast(quantized, tf.float32), axis=[1, 2])
+        else:
+            centre = tf.constant(127.5)
+        scale = 2.0 * bound / 255.0
+        if cfg.flow_normalization == "bound":
+            scale = scale / bound
+        flip_sign = tf.constant([-1.0, 1.0] * length)  # a mirror negates flow-x
+        centre = (
+            tf.reshape(centre, [groups, 1, 1, 2 * length]) if cfg.mean_subtract_flow else centre
+        )
+        flow_views = []
+        for crop, window in zip(crops, windows, strict=True):
+            flip = tf.cast(crop["flip"], tf.bool)
+            q = quantized
+            if not crop_decode:
+                q = q[:, window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+            q = tf.reshape(q, [groups, 2 * length, tf.shape(q)[1], tf.shape(q)[2]])
+            q = tf.transpose(q, [0, 2, 3, 1])  # [G, 2L, h, w] -> [G, h, w, 2L]
+            q = _resize(q, size)
+            # Mirroring the float result moves whole 2L-channel pixels (cheap);
+            # bilinear resizing with half-pixel centres commutes with the mirror.
+            q = augment.flip_frames(q, flip)
+            sign = tf.where(flip, flip_sign, tf.ones_like(flip_sign))
+            flow_views.append((q - centre) * (scale * sign))  # [G, S, S, 2L]
+        out["flow"] = tf.stack(flow_views)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Epoch source and error guard.
+# --------------------------------------------------------------------------
+
+
+class _EpochSource:
+    """Draws a whole epoch of samples per iteration of the dataset."""
+
+    def __init__(self, draw):
+        self._draw = draw
+        self._counter = 0
+        self._lock = threading.Lock()
+        self.epochs = {}
+        self.latest = None
+
+    def generate(self):
+        with self._lock:
+            epoch = self._counter
+            self._counter += 1
+        arrays = self._draw(epoch)
+        n = len(arrays["seq"])
+        arrays["epoch"] = np.full((n,), epoch, np.int64)
+        with self._lock:
+            self.epochs[epoch] = arrays
+            for old in [e for e in self.epochs if e <= epoch - _KEEP_EPOCHS]:
+                del self.epochs[old]
+            self.latest = epoch
+        # Fresh copies: tf.data may alias the yielded NumPy buffers and reuse them
+        # in place (measured: the bound array was overwritten by 2 * bound / 255),
+        # which must not touch the arrays kept for diagnosis or the video table.
+        yield {k: np.array(v, copy=True) for k, v in arrays.items()}
+
+
+def _op_message(error):
+    """A TensorFlow error's message without the function-node prefix and op suffix."""
+    message = getattr(error, "message", None) or str(error)
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
+    return re.sub(r"\s*\[Op:\w+\]", "", message).strip()
+
+
+class _Guard:
+    """Finds the samples `ignore_errors` dropped and names their bad file.
+
+    Samples carry their position `seq` in the epoch; a parallel map with
+    `deterministic=True` keeps that order, so a gap in `seq` after
+    `ignore_errors()` is a dropped sample. A sentinel element after the last
+    sample catches drops at the end of the epoch.
+    """
+
+    def __init__(self, source, cfg, errors, on_error, load):
+        self.source = source
+        self.cfg = cfg
+        self.errors = errors
+        self.on_error = on_error
+        self.load = load
+        self.expected = {}
+
+    def check(self, epoch, seq):
+        """Reports the samples missing before `seq` (a position or a batch of them)."""
+        epochs = np.atleast_1d(np.asarray(epoch)).astype(np.int64)
+        seqs = np.atleast_1d(np.asarray(seq)).astype(np.int64)
+        for e, s in zip(epochs.tolist(), seqs.tolist(), strict=True):
+            if s >= 0:
+                start = self.expected.get(e, 0)
+                self.expected[e] = s + 1
+                for missing in range(start, s):
+                    self._report(e, missing)
+            elif self.source.latest is not None and self.source.latest in self.source.epochs:
+                # The sentinel: whatever is still expected of the epoch was dropped.
+                e = self.source.latest
+                start = self.expected.pop(e, 0)
+                for missing in range(start, len(self.source.epochs[e]["seq"])):
+                    self._report(e, missing)
+                break
+        return seq
+
+    def _report(self, epoch, seq):
+        arrays = self.source.epochs[epoch]
+        element = {k: v[seq] for k, v in arrays.items()}
+        directory = element["dir"].decode() if isinstance(element["dir"], bytes) else element["dir"]
+        file, problem = self._diagnose(directory, element)
+        if self.on_error == "raise":
+            raise ValueError(
+                f"{file or directory}: {problem} (video {directory}, row {element['row']} of the "
+                "annotation table; pass on_error='skip' to drop such samples)"
+            )
+        self.errors.add(directory, file, problem, row=int(element["row"]))
+
+    def _diagnose(self, directory, element):
+        cfg = self.cfg
+        files = []
+        if cfg.need_rgb:
+            files += [
+                os.path.join(directory, _frame_name(frames.RGB_PREFIX, int(i)))
+                for i in np.unique(element["rgb_index"])
+            ]
+        if cfg.need_flow:
+            for i in np.unique(element["flow_index"]):
+                files += list(frames.flow_frame_paths(directory, int(i)))
+        shapes = {}
+        for path in files:
+            try:
+                contents = tf.io.read_file(path)
+            except tf.errors.OpError as error:
+                return path, f"cannot be read ({_op_message(error)})"
+            try:
+                shape = tuple(tf.io.decode_jpeg(contents).shape[:2])
+            except tf.errors.OpError as error:
+                return path, f"is not a valid JPEG ({_op_message(error)})"
+            kind = os.path.basename(path)[:2]
+            if shapes.setdefault(kind, (shape, path))[0] != shape:
+                first_shape, first = shapes[kind]
+                return (
+                    path,
+                    f"has size {shape}, but {first} has {first_shape}: frames differ in size",
+                )
+        try:
+            self.load({k: tf.constant(v) for k, v in element.items()})
+        except (tf.errors.OpError, ValueError) as error:
+            return None, f"could not be loaded ({_op_message(error)})"
+        return None, "was dropped by tf.data for an unknown reason"
+
+
+def _guarded(source, signature, load, guard, batch_size=None, drop_remainder=False):
+    """Epoch arrays -> loaded (and batched) samples; failures dropped, reported, sentinel removed.
+
+    The gap check runs once per batch (one Python call per batch, not per
+    sample). A sentinel batch with `seq = -1` follows the last batch of each
+    epoch so drops at the very end are caught too.
+    """
+    ds = tf.data.Dataset.from_generator(source.generate, output_signature=signature)
+    ds = ds.flat_map(tf.data.Dataset.from_tensor_slices)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors()
+    if batch_size is not None:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    spec = ds.element_spec
+
+    def sentinel(_):
+        def zeros(s):
+            shape = [1 if d is None else d for d in s.shape]
+            return tf.zeros(shape, s.dtype)
+
+        inputs, label, epoch, seq = tf.nest.map_structure(zeros, spec)
+        return inputs, label, epoch - 1, seq - 1
+
+    ds = ds.concatenate(tf.data.Dataset.range(1).map(sentinel))
+
+    def check(inputs, label, epoch, seq):
+        checked = tf.py_function(guard.check, [epoch, seq], tf.int64)
+        return inputs, label, tf.reshape(checked, tf.shape(seq))
+
+    def not_sentinel(inputs, label, seq):
+        return tf.reshape(seq, [-1])[0] >= 0
+
+    def strip(inputs, label, seq):
+        return inputs, label
+
+    ds = ds.map(check)  # sequential: the guard sees the samples in order
+    return ds.filter(not_sentinel).map(strip)
+
+
+def _epoch_signature(arrays):
+    def spec(value):
+        value = np.asarray(value)
+        dtype = tf.string if value.dtype == object else tf.as_dtype(value.dtype)
+        return tf.TensorSpec((None,) + value.shape[1:], dtype)
+
+    return {k: spec(v) for k, v in arrays.items()}
+
+
+def _common_args(
+    table,
+    root,
+    modalities,
+    flow_length,
+    diff_length,
+    num_paths,
+    path_interval,
+    image_size,
+    rgb_normalization,
+    flow_bound,
+    flow_normalization,
+    mean_subtract_flow,
+    on_error,
+    errors,
+    num_classes,
+    split,
+    num_segments,
+    need_label,
+):
+    modalities = _check_modalities(modalities)
+    _check_choice(on_error, _ON_ERROR, "on_error")
+    _check_choice(rgb_normalization, augment.RGB_PRESETS, "rgb_normalization")
+    _check_choice(flow_normalization, FLOW_NORMALIZATIONS, "flow_normalization")
+    flow_length = _check_int(flow_length, "flow_length")
+    diff_length = _check_int(diff_length, "diff_length")
+    if num_paths is not None:
+        num_paths = _check_int(num_paths, "num_paths")
+        if "flow" not in modalities:
+            raise ValueError(
+                f"num_paths={num_paths} (STPN multi-path flow) needs 'flow' in modalities. "
+                f"Received: modalities={modalities!r}"
+            )
+        if num_segments != 1:
+            raise ValueError(
+                "With num_paths (STPN multi-path sampling) each sample is one block of flow "
+                f"chunks around one RGB frame: use num_segments=1. Received: num_segments={num_segments!r}"
+            )
+        sampling.draw_intervals(path_interval, 0, rng=np.random.default_rng(0))  # validates
+    if flow_bound is not None and not (isinstance(flow_bound, (int, float)) and flow_bound > 0):
+        raise ValueError(f"Expected flow_bound > 0 or None. Received: flow_bound={flow_bound!r}")
+    if num_classes is not None:
+        num_classes = _check_int(num_classes, "num_classes")
+    size = augment._pair(image_size, "image_size")
+    errors = DatasetErrors() if errors is None else errors
+    table = _as_table(table, split, need_label)
+    labels, multi, num_classes = _labels(table, num_classes, need_label)
+    videos = _scan(table, root, modalities, flow_bound, on_error, errors)
+    labels = labels[videos["keep"]]
+    cfg = _Sampling(
+        modalities,
+        num_segments,
+        flow_length,
+        diff_length,
+        num_paths,
+        path_interval,
+        size,
+        rgb_normalization,
+        flow_normalization,
+        mean_subtract_flow,
+    )
+    return cfg, videos, labels, multi, errors
+
+
+# --------------------------------------------------------------------------
+# Public builders.
+# --------------------------------------------------------------------------
+
+
+def make_dataset(
+    table,
+    root=None,
+    modalities=("rgb", "flow"),
+    num_segments=3,
+    flow_length=10,
+    image_size=224,
+    training=True,
+    batch_size=8,
+    shuffle=None,
+    seed=None,
+    num_paths=None,
+    path_interval=(1, 10),
+    diff_length=5,
+    rgb_normalization="unit",
+    flow_bound=None,
+    flow_normalization="pixels",
+    mean_subtract_flow=True,
+    scales=augment.TSN_SCALES,
+    max_distort=1,
+    flip=True,
+    color_jitter=None,
+    scale_size=None,
+    on_error="raise",
+    errors=None,
+    num_classes=None,
+    split=None,
+    drop_remainder=False,
+):
+    """Builds a `tf.data.Dataset` of `(inputs, labels)` batches from frame folders.
+
+    Temporal sampling is TSN's (Wang et al., ECCV 2016): the video is cut into
+    `num_segments` segments of equal duration and one snippet is taken from
+    each, at a random offset in training and at the centre otherwise
+    (`keras_twostream.data.sampling.segment_starts`). A snippet is one RGB
+    frame `t`, the flow fields `d_t .. d_{t+L-1}` (Eq. (1) of the two-stream
+    paper; the cross-modality attention paper, Sect. 4.1, aligns the RGB frame
+    with the first flow field likewise) and, for `"rgb_diff"`, the differences
+    of frames `t .. t+D`. With `num_paths=P`, the flow follows STPN's
+    multi-path temporal sampling instead (Wang et al., CVPR 2017, Sect. 3.2):
+    `P` chunks of `L` flow fields whose centres are `tau` frames apart, with
+    `tau` drawn from `path_interval` (1..10 in the paper, for training and
+    testing alike), and the RGB frame at the block's centre. Videos too short
+    for a snippet repeat their edge frames.
+
+    Augmentation (training only) draws once per sample and applies the draw to
+    every frame and modality: TSN multi-scale corner cropping (`scales`,
+    `max_distort`, five positions) resized to `image_size`, a horizontal flip
+    that also negates flow-x, and optional colour jitter on RGB only. Outside
+    training the crop is the centre `image_size / scale_size` of the short side.
+
+    Flow values are displacements in pixels, `q * 2 * bound / 255 - bound`,
+    minus each field's mean (Sect. 3.1 of the two-stream paper) when
+    `mean_subtract_flow`, and divided by `bound` when
+    `flow_normalization="bound"` (the range [-1, 1] of the CMA paper, Sect. 4.1).
+
+    Args:
+        table: annotation table (pandas DataFrame) with columns `path`,
+            `label` and optionally `frames` (-1 = count the files), `offset`,
+            `split`; see `keras_twostream.data.annotations`.
+        root: folder that relative `path`s are relative to.
+        modalities: any of `"rgb"`, `"flow"`, `"rgb_diff"`.
+        num_segments: `K`, segments per video (TSN: 3). Must be 1 with `num_paths`.
+        flow_length: `L`, consecutive flow fields per snippet (10; CMA uses 5).
+        image_size: output size, an int or `(height, width)`.
+        training: random sampling and augmentation (`True`) or centre sampling
+            and centre crop (`False`).
+        batch_size: samples per batch.
+        shuffle: shuffle the videos each epoch; defaults to `training`.
+        seed: int seed; the same seed gives the same batches, epoch by epoch.
+            `None` draws fresh entropy each epoch (a fixed 0 when not training,
+            which only matters for STPN's `tau`).
+        num_paths: `P`, STPN's number of flow paths (3 in the paper), or `None`.
+        path_interval: STPN's `tau`: an int, or `(low, high)` drawn per sample.
+        diff_length: `D`, RGB differences per snippet for `"rgb_diff"`: 5, the
+            differences of 6 consecutive frames, as TSN's reference `_get_diff`
+            builds them (the MPA+SAL paper does not give a number).
+        rgb_normalization: `"unit"`, `"torch"`, `"caffe"`, `"tf"` or `"none"`
+            (see `keras_twostream.data.augment.normalize_rgb`).
+        flow_bound: the flow quantisation bound; `None` reads it from each
+            folder's `meta.json` (20 without one). A value that disagrees with
+            `meta.json` is an error.
+        flow_normalization: `"pixels"` or `"bound"` (divide by the bound).
+        mean_subtract_flow: subtract each flow field's mean vector.
+        scales: crop scales as fractions of the short side (TSN's 1, .875, .75, .66).
+        max_distort: largest scale-index difference between crop height and width.
+        flip: random horizontal flips in training.
+        color_jitter: `None` or a dict with any of `brightness`, `contrast`,
+            `saturation` (amounts `x`: factors uniform in `[1 - x, 1 + x]`), RGB only.
+        scale_size: the short side the centre crop is relative to when not
+            training (default `image_size * 256 / 224`).
+        on_error: `"raise"` or `"skip"` for missing or corrupt frame files and
+            inconsistent frame counts.
+        errors: a `DatasetErrors` to record skipped samples into (one is made
+            otherwise); also available as `dataset.dataset_errors`.
+        num_classes: class count for multi-hot labels (inferred if `None`) and
+            for checking label ranges.
+        split: keep only the rows whose `split` column equals this value.
+        drop_remainder: drop the last incomplete batch.
+
+    Returns:
+        A `tf.data.Dataset` of `(inputs, labels)`; `inputs` maps each modality
+        to a float32 tensor: `"rgb"` `(B, K, H, W, 3)`, `"flow"`
+        `(B, K, H, W, 2L)` (`(B, P, H, W, 2L)` with `num_paths`, and then `"rgb"`
+        is `(B, 1, H, W, 3)`), `"rgb_diff"` `(B, K, H, W, 3D)`; `labels` is
+        `(B,)` int32 or `(B, C)` float32 multi-hot. The returned dataset has an
+        attribute `dataset_errors` (a `DatasetErrors`).
+
+    Example:
+
+    >>> import pandas as pd
+    >>> from keras_twostream.data.pipeline import make_dataset
+    >>> table = pd.DataFrame({"path": ["tests/data/mmaction2/imgs"], "label": [3]})
+    >>> ds = make_dataset(table, num_segments=3, flow_length=5, image_size=112,
+    ...                   batch_size=1, seed=0)
+    >>> inputs, labels = next(iter(ds))
+    >>> inputs["rgb"].shape, inputs["flow"].shape, labels.numpy().tolist()
+    (TensorShape([1, 3, 112, 112, 3]), TensorShape([1, 3, 112, 112, 10]), [3])
+    """
+    num_segments = _check_int(num_segments, "num_segments")
+    batch_size = _check_int(batch_size, "batch_size")
+    _check_int(max_distort, "max_distort", minimum=0)
+    augment.scale_pairs(scales, max_distort)  # validates scales
+    jitter_amounts = dict(color_jitter or {})
+    unknown = set(jitter_amounts) - {"brightness", "contrast", "saturation"}
+    if unknown:
+        raise ValueError(
+            "Expected color_jitter keys among 'brightness', 'contrast', 'saturation'. "
+            f"Received: color_jitter={color_jitter!r}"
+        )
+    cfg, videos, labels, multi, errors = _common_args(
+        table,
+        root,
+        modalities,
+        flow_length,
+        diff_length,
+        num_paths,
+        path_interval,
+        image_size,
+        rgb_normalization,
+        flow_bound,
+        flow_normalization,
+        mean_subtract_flow,
+        on_error,
+        errors,
+        num_classes,
+        split,
+        num_segments,
+        need_label=True,
+    )
+    shuffle = training if shuffle is None else bool(shuffle)
+    use_jitter = training and any(v > 0 for v in jitter_amounts.values())
+    centre = augment.test_crop_params(1, cfg.image_size, scale_size)[0]
+    n = len(videos["dir"])
+
+    def draw(epoch):
+        if not training:  # deterministic; the seed only moves STPN's tau draws
+            rng = np.random.default_rng(0 if seed is None else seed)
+        elif seed is not None:
+            rng = np.random.default_rng([int(seed), epoch])
+        else:
+            rng = np.random.default_rng()
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        rgb_index, flow_index = cfg.positions(videos, order, training, rng)
+        arrays = {
+            "dir": videos["dir"][order],
+            "rgb_index": rgb_index,
+            "flow_index": flow_index,
+            "bound": videos["bound"][order],
+            "label": labels[order],
+            "row": videos["row"][order].astype(np.int64),
+            "seq": np.arange(n, dtype=np.int64),
+        }
+        if training:
+            arrays.update(augment.draw_crop_params(rng, n, scales, max_distort))
+            arrays["flip"] = augment.draw_flips(rng, n, 0.5 if flip else 0.0)
+        else:
+            arrays["scale_h"] = np.full((n,), centre[0], np.float64)
+            arrays["scale_w"] = np.full((n,), centre[1], np.float64)
+            arrays["quarter_y"] = np.full((n,), centre[2], np.int32)
+            arrays["quarter_x"] = np.full((n,), centre[3], np.int32)
+            arrays["flip"] = np.zeros((n,), bool)
+        if use_jitter:
+            arrays.update(augment.draw_color_jitter(rng, n, **jitter_amounts))
+        return arrays
+
+    def load(e):
+        crop = {k: e[k] for k in ("scale_h", "scale_w", "quarter_y", "quarter_x", "flip")}
+        jitter = {k: e[k] for k in ("brightness", "contrast", "saturation")} if use_jitter else None
+        views = _decode_views(
+            cfg, e["dir"], e["rgb_index"], e["flow_index"], e["bound"], [crop], jitter
+        )
+        inputs = {m: views[m][0] for m in cfg.modalities}
+        return inputs, e["label"], e["epoch"], e["seq"]
+
+    source = _EpochSource(draw)
+    signature = _epoch_signature({**draw(0), "epoch": np.zeros((1,), np.int64)})
+    guard = _Guard(source, cfg, errors, on_error, load)
+    ds = _guarded(source, signature, load, guard, batch_size, drop_remainder)
+    if on_error == "raise":
+        batches = n // batch_size if drop_remainder else -(-n // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.dataset_errors = errors
+    ds._draw_epoch = draw  # epoch -> the index/augmentation arrays (benchmarks, debugging)
+    return ds
+
+
+def make_test_dataset(
+    table,
+    root=None,
+    modalities=("rgb", "flow"),
+    num_frames=25,
+    crops=10,
+    flow_length=10,
+    image_size=224,
+    scale_size=None,
+    num_paths=None,
+    path_interval=(1, 10),
+    diff_length=5,
+    rgb_normalization="unit",
+    flow_bound=None,
+    flow_normalization="pixels",
+    mean_subtract_flow=True,
+    seed=0,
+    on_error="raise",
+    errors=None,
+    num_classes=None,
+    split=None,
+):
+    """Builds the test-time protocol: every view of one video per element.
+
+    "At test time, given a video, we sample a fixed number of frames (25 in
+    our experiments) with equal temporal spacing between them. From each of
+    the frames we then obtain 10 ConvNet inputs by cropping and flipping four
+    corners and the center of the frame" (two-stream paper, Sect. 5; the CMA
+    paper, Sect. 4.1, and TSN do the same). Each of the `num_frames` snippets
+    is a `K = 1` segment; the flow stack starts at the sampled frame (`L`
+    fields), or with `num_paths` is STPN's block of `P` chunks around it
+    (`tau` drawn from `path_interval` with `seed`, as the paper draws it at
+    test time too). Crops are described in
+    `keras_twostream.data.augment.test_crop_params`; flipped views negate flow-x.
+
+    Args:
+        table: annotation table, as for `make_dataset` (`label` may be absent:
+            labels are then -1).
+        root: folder that relative `path`s are relative to.
+        modalities: any of `"rgb"`, `"flow"`, `"rgb_diff"`.
+        num_frames: `N`, equally spaced snippets per video (25 in the papers).
+        crops: 1 (centre), 3 (three squares along the long side) or 10
+            (four corners and centre, plus their flips).
+        flow_length: `L`, flow fields per snippet.
+        image_size: output size, an int or `(height, width)`.
+        scale_size: the short side crops are relative to (default
+            `image_size * 256 / 224`: a 224 crop of a 256 frame).
+        num_paths: STPN's number of flow paths, or `None`.
+        path_interval: STPN's `tau`, an int or `(low, high)`.
+        diff_length: `D`, RGB differences per snippet.
+        rgb_normalization: see `make_dataset`.
+        flow_bound: see `make_dataset`.
+        flow_normalization: see `make_dataset`.
+        mean_subtract_flow: see `make_dataset`.
+        seed: seed of STPN's `tau` draws (the views are otherwise deterministic).
+        on_error: `"raise"` or `"skip"`; skipped videos are absent from the
+            dataset and listed in `dataset.dataset_errors`.
+        errors: a `DatasetErrors` to record into.
+        num_classes: as for `make_dataset`.
+        split: keep only the rows whose `split` equals this value.
+
+    Returns:
+        A `tf.data.Dataset` with one element per video, `(inputs, label)`, where
+        with `V = num_frames * crops` views in frame-major order (view
+        `n * crops + c` is crop `c` of snippet `n`; for `crops=10` crops 0-4
+        are unflipped, 5-9 their mirror images):
+        `"rgb"` `(V, 1, H, W, 3)`, `"flow"` `(V, 1, H, W, 2L)` (with
+        `num_paths`: `(V, P, H, W, 2L)`), `"rgb_diff"` `(V, 1, H, W, 3D)`;
+        `label` is a scalar int32 or a `(C,)` multi-hot vector. Each element is
+        a ready batch for `model.predict_on_batch`; see `predict_video_scores`.
+        Memory: one element holds `V * H * W * (3 + 2L) * 4` bytes (250 views
+        of 224x224 RGB + 10 flow fields: about 1.1 GB), so reduce `num_frames`
+        or `crops` on small machines.
+
+    Example:
+
+    >>> import pandas as pd
+    >>> from keras_twostream.data.pipeline import make_test_dataset
+    >>> table = pd.DataFrame({"path": ["tests/data/mmaction2/imgs"], "label": [3]})
+    >>> ds = make_test_dataset(table, num_frames=2, crops=10, flow_length=5, image_size=64)
+    >>> inputs, label = next(iter(ds))
+    >>> inputs["rgb"].shape, inputs["flow"].shape
+    (TensorShape([20, 1, 64, 64, 3]), TensorShape([20, 1, 64, 64, 10]))
+    """
+    num_frames = _check_int(num_frames, "num_frames")
+    crop_params = augment.test_crop_params(crops, image_size, scale_size)
+    cfg, videos, labels, multi, errors = _common_args(
+        table,
+        root,
+        modalities,
+        flow_length,
+        diff_length,
+        num_paths,
+        path_interval,
+        image_size,
+        rgb_normalization,
+        flow_bound,
+        flow_normalization,
+        mean_subtract_flow,
+        on_error,
+        errors,
+        num_classes,
+        split,
+        1,
+        need_label=False,
+    )
+    n = len(videos["dir"])
+    num_crops = len(crop_params)
+    crops_list = [
+        {"scale_h": c[0], "scale_w": c[1], "quarter_y": c[2], "quarter_x": c[3], "flip": c[4]}
+        for c in crop_params
+    ]
+
+    def draw(epoch):
+        del epoch  # the views are the same every time; seed fixes STPN's tau draws
+        rng = np.random.default_rng(0 if seed is None else seed)
+        rgb, flow = cfg.positions(videos, np.arange(n), False, rng, num_snippets=num_frames)
+        return {
+            "dir": videos["dir"],
+            "rgb_index": rgb.astype(np.int32),
+            "flow_index": flow.astype(np.int32),
+            "bound": videos["bound"],
+            "label": labels,
+            "row": videos["row"].astype(np.int64),
+            "seq": np.arange(n, dtype=np.int64),
+        }
+
+    def load(e):
+        views = _decode_views(
+            cfg, e["dir"], e["rgb_index"], e["flow_index"], e["bound"], crops_list
+        )
+        inputs = {}
+        for m in cfg.modalities:
+            v = views[m]  # (C, G, h, w, ch)
+            paths = cfg.num_paths if (m == "flow" and cfg.num_paths) else 1
+            v = tf.reshape(v, [num_crops, num_frames, paths, *v.shape[2:]])
+            v = tf.transpose(v, [1, 0, 2, 3, 4, 5])  # [C, N, P, h, w, ch] -> [N, C, P, h, w, ch]
+            inputs[m] = tf.reshape(v, [num_frames * num_crops, paths, *v.shape[3:]])
+        return inputs, e["label"], e["epoch"], e["seq"]
+
+    source = _EpochSource(draw)
+    signature = _epoch_signature({**draw(0), "epoch": np.zeros((1,), np.int64)})
+    guard = _Guard(source, cfg, errors, on_error, load)
+    ds = _guarded(source, signature, load, guard)
+    if on_error == "raise":
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+    ds = ds.prefetch(1)
+    ds.dataset_errors = errors
+    return ds
+
+
+def _output_names(model, outputs):
+    if isinstance(outputs, dict):
+        return list(outputs), [outputs[k] for k in outputs]
+    if isinstance(outputs, (list, tuple)):
+        names = list(getattr(model, "output_names", None) or [])
+        if len(names) != len(outputs):
+            names = [f"output_{i}" for i in range(len(outputs))]
+        return names, list(outputs)
+    names = list(getattr(model, "output_names", None) or [])
+    return [names[0] if len(names) == 1 else "output"], [outputs]
+
+
+def predict_video_scores(
+    model, dataset, activation=None, max_views_per_call=None, return_labels=False
+):
+    """Scores every view of every video and averages them per video.
+
+    The last step of the test protocol: "the class scores for the whole video
+    are then obtained by averaging the scores across the sampled frames and
+    crops therein" (two-stream paper, Sect. 5).
+
+    Args:
+        model: a Keras model taking the inputs dict of `dataset` (any backend).
+        dataset: a dataset from `make_test_dataset` (or any dataset whose
+            elements are `(inputs, label)` holding one video's views on axis 0).
+        activation: `None` averages the outputs as the model returns them;
+            `"softmax"` averages softmax scores of logits.
+        max_views_per_call: split a video's views into calls of at most this
+            many (to bound memory); `None` scores all views at once.
+        return_labels: also return the labels.
+
+    Returns:
+        A dict from output name (the keys of a dict-output model, else
+        `model.output_names`) to a float32 NumPy array `(num_videos, ...)`,
+        the mean over views of that output; with `return_labels`, a pair
+        `(scores, labels)` where `labels` is `(num_videos,)` or
+        `(num_videos, C)`.
+
+    Example:
+
+    >>> import keras, pandas as pd
+    >>> from keras_twostream.data.pipeline import make_test_dataset, predict_video_scores
+    >>> table = pd.DataFrame({"path": ["tests/data/mmaction2/imgs"], "label": [0]})
+    >>> ds = make_test_dataset(table, modalities=("rgb",), num_frames=2, crops=1, image_size=32)
+    >>> x = keras.Input((1, 32, 32, 3), name="rgb")
+    >>> y = keras.layers.Dense(4, name="scores")(keras.layers.Flatten()(x))
+    >>> model = keras.Model({"rgb": x}, y)
+    >>> predict_video_scores(model, ds)["scores"].shape
+    (1, 4)
+    """
+    _check_choice(activation, (None, "softmax"), "activation")
+    if max_views_per_call is not None:
+        max_views_per_call = _check_int(max_views_per_call, "max_views_per_call")
+    scores, labels, names = None, [], None
+    for inputs, label in dataset:
+        inputs = {k: np.asarray(v) for k, v in inputs.items()}
+        views = len(next(iter(inputs.values())))
+        step = max_views_per_call or views
+        chunks = []
+        for start in range(0, views, step):
+            part = {k: v[start : start + step] for k, v in inputs.items()}
+            names, outputs = _output_names(model, model.predict_on_batch(part))
+            chunks.append([np.asarray(o, np.float32) for o in outputs])
+        per_output = [np.concatenate([c[i] for c in chunks]) for i in range(len(names))]
+        if activation == "softmax":
+            per_output = [_softmax(o) for o in per_output]
+        means = [o.mean(axis=0) for o in per_output]
+        if scores is None:
+            scores = {name: [] for name in names}
+        for name, mean in zip(names, means, strict=True):
+            scores[name].append(mean)
+        labels.append(np.asarray(label))
+    if scores is None:
+        raise ValueError("predict_video_scores: the dataset yielded no video.")
+    scores = {name: np.stack(values).astype(np.float32) for name, values in scores.items()}
+    if return_labels:
+        return scores, np.stack(labels)
+    return scores
+
+
+def _softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
