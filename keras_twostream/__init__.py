@@ -13,22 +13,28 @@ import importlib
 
 from keras_twostream.version import __version__
 
-# Public name -> module that defines it.
-_LAZY = {
-    "build_two_stream": "keras_twostream.models.two_stream",
-    "TwoStream": "keras_twostream.models.two_stream",
-    "MODELS": "keras_twostream.models",
-}
+# Names served from keras_twostream.models (builders, model classes, MODELS, load_model).
+_MODEL_NAMES = (
+    "MODELS",
+    "load_model",
+    "build_two_stream",
+    "build_stpn",
+    "build_cma",
+    "build_tclsta",
+    "build_mpa_sal",
+    "TwoStream",
+)
 _SUBMODULES = ("layers", "backbones", "models", "training", "data", "datasets", "evaluation")
 
-__all__ = ["__version__", *_LAZY, *_SUBMODULES]
+__all__ = ["__version__", *_MODEL_NAMES, *_SUBMODULES]
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _SUBMODULES:
         return importlib.import_module(f"keras_twostream.{name}")
+    models = importlib.import_module("keras_twostream.models")
+    if hasattr(models, name):
+        return getattr(models, name)
     raise AttributeError(f"module 'keras_twostream' has no attribute {name!r}")
 
 

@@ -17,10 +17,10 @@ STACKWISE_FILTERS = (64, 128, 256, 512)
 BN_EPSILON = 1.001e-5
 
 
-def batch_norm(name, synchronized=False):
+def batch_norm(name, synchronized=False, momentum=0.99):
     """The BatchNormalization of keras.applications' ResNet (epsilon 1.001e-5)."""
     return keras.layers.BatchNormalization(
-        axis=-1, epsilon=BN_EPSILON, synchronized=synchronized, name=name
+        momentum=momentum, axis=-1, epsilon=BN_EPSILON, synchronized=synchronized, name=name
     )
 
 
