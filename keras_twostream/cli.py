@@ -57,6 +57,14 @@ def _run_extract(args):
     return 0 if not summary.failed else 1
 
 
+def _add_scan(sub):
+    from keras_twostream.data import scan
+
+    p = sub.add_parser("scan", help="report every unreadable video or incomplete frame folder of a dataset")
+    scan.add_arguments(p)
+    p.set_defaults(func=scan.run)
+
+
 def _start_tensorflow_quietly():
     """Imports TensorFlow and initialises its devices with C++ start-up logs silenced.
 
@@ -83,7 +91,7 @@ def _start_tensorflow_quietly():
 # Commands that only touch files (OpenCV, NumPy) and should not wait for TensorFlow.
 _FILE_COMMANDS = {"extract", "scan"}
 
-COMMANDS = {"demo": _add_demo, "extract": _add_extract}
+COMMANDS = {"demo": _add_demo, "extract": _add_extract, "scan": _add_scan}
 
 
 def build_parser():
