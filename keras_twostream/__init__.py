@@ -23,8 +23,20 @@ _MODEL_NAMES = (
     "build_tclsta",
     "build_mpa_sal",
     "TwoStream",
+    "STPN",
+    "CMA",
+    "TCLSTA",
 )
-_SUBMODULES = ("layers", "backbones", "models", "training", "data", "datasets", "evaluation")
+_SUBMODULES = (
+    "layers",
+    "backbones",
+    "models",
+    "training",
+    "data",
+    "datasets",
+    "evaluation",
+    "visualization",
+)
 
 __all__ = ["__version__", *_MODEL_NAMES, *_SUBMODULES]
 

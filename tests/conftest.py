@@ -29,6 +29,9 @@ TESTS_DATA = Path(__file__).resolve().parent / "data"
 def _seed_and_clear():
     keras.utils.set_random_seed(1234)
     yield
+    # A full clear (with garbage collection) also releases earlier MirroredStrategy instances;
+    # without it a later strategy's collective ops collide with theirs ("Shape mismatch in the
+    # collective instance"), measured here.
     keras.backend.clear_session()
 
 
@@ -37,11 +40,30 @@ def tests_data():
     return TESTS_DATA
 
 
+_STRATEGY = []
+
+
 def two_cpu_strategy():
-    """A MirroredStrategy over two logical CPU devices, or skip if unavailable."""
+    """A MirroredStrategy over two logical CPU devices, or skip if unavailable.
+
+    One strategy serves the whole session: a second MirroredStrategy in the same process reuses
+    collective instance keys of the first and aborts with "Shape mismatch in the collective
+    instance" (measured with TF 2.21). Reductions go through one device, which is exact and
+    needs no collective ops.
+
+    Tests import it with `from conftest import two_cpu_strategy`: keep this the only conftest.py
+    under tests/, or that import becomes ambiguous.
+    """
     import tensorflow as tf
 
     devices = tf.config.list_logical_devices("CPU")
     if len(devices) < 2:
         pytest.skip("two logical CPU devices are not configured")
-    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    if not _STRATEGY:
+        _STRATEGY.append(
+            tf.distribute.MirroredStrategy(
+                [d.name for d in devices[:2]],
+                cross_device_ops=tf.distribute.ReductionToOneDevice(),
+            )
+        )
+    return _STRATEGY[0]

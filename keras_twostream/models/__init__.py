@@ -1,10 +1,53 @@
 """Model builders, one module per paper. `MODELS` maps names to builders (no string registry)."""
 
 from keras_twostream.models.base import MaskedSparseCategoricalAccuracy, VideoClassifier
+from keras_twostream.models.cma import CMA, CMA3D, build_cma, build_cma_3d
+from keras_twostream.models.semantic_autoencoder import SemanticAutoencoder, train_semantic_encoder
+from keras_twostream.models.stpn import ABLATIONS as STPN_ABLATIONS
+from keras_twostream.models.stpn import STPN, build_stpn
+from keras_twostream.models.tclsta import TCLSTA, build_tclsta
 from keras_twostream.models.two_stream import TwoStream, build_two_stream
+
+
+def load_model(filepath, **kwargs):
+    """`keras.saving.load_model` with every keras_twostream class registered.
+
+    Importing this module registers the library's layers, backbones and models,
+    which a `.keras` file refers to by name.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> model = keras_twostream.load_model("two_stream.keras")  # doctest: +SKIP
+    """
+    import keras
+
+    return keras.saving.load_model(filepath, **kwargs)
+
 
 MODELS = {
     "two_stream": build_two_stream,
+    "cma": build_cma,
+    "cma_3d": build_cma_3d,
+    "tclsta": build_tclsta,
+    "stpn": build_stpn,
 }
 
-__all__ = ["MODELS", "MaskedSparseCategoricalAccuracy", "TwoStream", "VideoClassifier", "build_two_stream"]
+__all__ = [
+    "SemanticAutoencoder",
+    "train_semantic_encoder",
+    "CMA",
+    "CMA3D",
+    "MODELS",
+    "MaskedSparseCategoricalAccuracy",
+    "STPN",
+    "STPN_ABLATIONS",
+    "TCLSTA",
+    "TwoStream",
+    "VideoClassifier",
+    "build_cma",
+    "build_cma_3d",
+    "build_stpn",
+    "build_tclsta",
+    "build_two_stream",
+]

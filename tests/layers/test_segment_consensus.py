@@ -1,8 +1,8 @@
+import keras
 import numpy as np
 import pytest
 from keras.src import testing
 
-import keras
 from keras_twostream.layers import FoldSegments, ScoreFusion, SegmentConsensus, UnfoldSegments
 
 

@@ -68,9 +68,9 @@ def test_multitask_heads_and_masked_losses():
     before_hmdb = [w.copy() for w in hmdb_head.get_weights()]
     before_ucf = [w.copy() for w in ucf_head.get_weights()]
     model.fit(x, only_ucf, batch_size=3, epochs=1, verbose=0)
-    for a, b in zip(before_hmdb, hmdb_head.get_weights()):
+    for a, b in zip(before_hmdb, hmdb_head.get_weights(), strict=False):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(before_ucf, ucf_head.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(before_ucf, ucf_head.get_weights(), strict=False))
     history = model.fit(x, y, batch_size=3, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     with pytest.raises(ValueError, match="several tasks"):

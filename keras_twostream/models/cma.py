@@ -1,0 +1,562 @@
+"""Two-stream video classification with cross-modality attention (Chi et al., 2019).
+
+Two branches, RGB (one frame per segment) and Flow (L = 5 stacked optical flow
+fields, 2L channels), each a ResNet-50 run block by block in lockstep. After
+some residual blocks (by default every other block of res3 and res4: five per
+branch, Sect. 4.1) a `CrossModalityAttention` block in each branch queries
+the other branch's feature map at the same point: the RGB branch attends over
+the Flow branch and vice versa (Fig. 2). TSN framework (Sect. 4.2): the K
+segments of a clip go through the same weights, and the K class scores of a
+branch are averaged by `SegmentConsensus` (Eq. 6) before the softmax of the
+cross-entropy loss (Eq. 7). Outputs are the RGB and Flow probabilities and
+their weighted sum (Sect. 5.2: 5:1 toward the branch trained last).
+
+The model trains branch by branch with `AlternatingSchedule` (Sect. 4.3);
+see `keras_twostream.training.alternating`.
+
+`CMA3D` is the Sect. 5.6 variant: one 3-D CMA block after res4 of each branch
+of a 3-D network, shown on a small pseudo-3-D ResNet (P3D, Qiu et al. 2017).
+"""
+
+import numbers
+
+import keras
+
+from keras_twostream.backbones import get_backbone
+from keras_twostream.layers.cross_modality_attention import CrossModalityAttention
+from keras_twostream.layers.fold_segments import FoldSegments
+from keras_twostream.layers.score_fusion import ScoreFusion
+from keras_twostream.models.base import VideoClassifier
+from keras_twostream.models.two_stream import apply_stream_heads, head_applies_dropout
+from keras_twostream.training.alternating import AlternatingTrainingMixin
+
+BRANCHES = ("rgb", "flow")
+DEFAULT_CMA_STAGES = ("res3", "res4")
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def _check_num_classes(num_classes):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+        raise ValueError(f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}")
+    return int(num_classes)
+
+
+def _check_rate(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"Expected 0 <= {name} < 1. Received: {name}={value!r}")
+    return float(value)
+
+
+def _check_fusion_weights(fusion_weights):
+    try:
+        weights = [float(w) for w in fusion_weights]
+    except (TypeError, ValueError):
+        weights = []
+    if len(weights) != 2 or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(
+            "Expected fusion_weights to be two non-negative numbers (RGB, Flow) with a positive "
+            f"sum. Received: fusion_weights={fusion_weights!r}"
+        )
+    return tuple(weights)
+
+
+def _stage_blocks(block_names, stage_ends):
+    """Stage name -> the names of its blocks, from the stage ends in network order."""
+    ends = sorted(stage_ends.items(), key=lambda item: block_names.index(item[1]))
+    stages, start = {}, 0
+    for stage, last in ends:
+        stop = block_names.index(last) + 1
+        stages[stage] = block_names[start:stop]
+        start = stop
+    return stages
+
+
+def default_cma_blocks(block_names, stage_ends, stages=DEFAULT_CMA_STAGES):
+    """The CMA positions of the paper: after every other residual block of res3 and res4.
+
+    Counting back from the last block of each stage, so a stage's last block
+    always has one. For ResNet-50 this gives the paper's five blocks (Sect.
+    4.1, the setting of the non-local networks): after `conv3_block2`,
+    `conv3_block4`, `conv4_block2`, `conv4_block4` and `conv4_block6`; for the
+    tiny backbone (one block per stage) after `conv3_block1` and
+    `conv4_block1`.
+
+    Args:
+        block_names: the backbone's block names in order (`[n for n, _ in backbone.blocks]`).
+        stage_ends: stage name -> its last block (`backbone.stage_ends`).
+        stages: the stages that get CMA blocks.
+
+    Returns:
+        The list of block names, in network order, after which a CMA block goes.
+    """
+    block_names = list(block_names)
+    per_stage = _stage_blocks(block_names, stage_ends)
+    chosen = []
+    for stage in stages:
+        if stage not in per_stage:
+            raise ValueError(
+                f"The backbone has no stage {stage!r} for the default CMA positions; its stages are "
+                f"{sorted(per_stage)}. Pass cma_blocks=[block names] explicitly."
+            )
+        chosen += per_stage[stage][::-1][::2][::-1]
+    return chosen
+
+
+def _resolve_cma_blocks(cma_blocks, backbone):
+    names = [name for name, _ in backbone.blocks]
+    if cma_blocks is None:
+        return default_cma_blocks(names, backbone.stage_ends)
+    if isinstance(cma_blocks, str) or not all(isinstance(b, str) for b in cma_blocks):
+        raise ValueError(
+            f"Expected cma_blocks to be None or a list of block names. Received: cma_blocks={cma_blocks!r}"
+        )
+    cma_blocks = list(cma_blocks)
+    maps = {name for name, block in backbone.blocks if len(block.output.shape) == 4}
+    for name in cma_blocks:
+        if name not in maps:
+            raise ValueError(
+                f"cma_blocks names {name!r}, which is not a block of the {backbone.architecture} backbone "
+                f"ending in a feature map. Expected names among: {[n for n in names if n in maps]}"
+            )
+    if len(set(cma_blocks)) != len(cma_blocks):
+        raise ValueError(f"cma_blocks names a block twice. Received: cma_blocks={cma_blocks}")
+    return sorted(cma_blocks, key=names.index)
+
+
+def _check_partition(model):
+    """Every layer with variables belongs to exactly one branch, or is the fusion layer."""
+    owners = {}
+    for branch in model.branches:
+        for layer in model.branch_layers(branch):
+            owners.setdefault(id(layer), []).append(branch)
+    for layer in model.layers:
+        if layer.weights and layer.name != model.fusion_layer_name and len(owners.get(id(layer), [])) != 1:
+            raise RuntimeError(f"Layer {layer.name!r} belongs to branches {owners.get(id(layer), [])}.")
+
+
+def apply_probabilities(logits, fusion_weights):
+    """Softmax per branch and their weighted sum, `{"rgb", "flow", "fused"}`."""
+    outputs = {
+        branch: keras.layers.Activation("softmax", dtype="float32", name=f"{branch}_probabilities")(logits[branch])
+        for branch in BRANCHES
+    }
+    outputs["fused"] = ScoreFusion(fusion_weights, dtype="float32", name="fused")(
+        [outputs[branch] for branch in BRANCHES]
+    )
+    return outputs
+
+
+@keras.saving.register_keras_serializable(package="keras_twostream")
+class CMA(AlternatingTrainingMixin, VideoClassifier):
+    """The RGB + Flow model with cross-modality attention of Chi et al. (2019).
+
+    Inputs are a dict `{"rgb": (B, K, H, W, 3), "flow": (B, K, H, W, 2L)}`
+    (K TSN segments, one RGB frame and L stacked flow fields each, the RGB
+    frame aligned with the first flow field) and outputs a dict of softmax
+    probabilities `{"rgb", "flow", "fused"}`.
+
+    Each branch is a backbone run block by block; after each block in
+    `cma_blocks` the two branches exchange information: the RGB branch's
+    CMA block takes queries from the RGB map and keys/values from the Flow
+    map, and the Flow branch's the reverse, both from the maps before either
+    block (Fig. 2). A segment's RGB map attends over the same segment's Flow
+    map. Freshly built, every CMA block is an identity, so the model starts
+    as two independent streams.
+
+    Layers are named after their branch (`"rgb_*"`, `"flow_*"`), which is how
+    the alternating schedule knows which variables a branch owns; the fusion
+    layer `"fused"` belongs to neither. `compile()` defaults follow Sect. 4.4:
+    SGD with learning rate 0.01, momentum 0.9, weight decay 5e-4, and a
+    cross-entropy loss on `"rgb"` and `"flow"`.
+
+    Args:
+        num_classes: number of classes.
+        backbone: `"resnet50"` (the paper), `"resnet101"` or `"tiny"`; any
+            name in `keras_twostream.backbones.BACKBONES` whose blocks end in
+            feature maps works with explicit `cma_blocks`.
+        image_size: input height and width (224 in the paper).
+        num_segments: K, TSN segments per clip (3 in the paper).
+        flow_length: L, stacked flow fields per segment (5 in the paper).
+        cma_blocks: names of the backbone blocks after which a CMA block is
+            inserted in each branch. `None` (the default) puts one after every
+            other residual block of res3 and res4, counted back from each
+            stage's end (`default_cma_blocks`): five per branch for ResNet-50,
+            two for the tiny backbone.
+        pool_size: the max-pooling before keys and values of every CMA block
+            (2 in the paper; `None` for none).
+        non_local: also insert a non-local (self-attention) block in the RGB
+            branch just before each of its CMA blocks, as in Table 4 of the
+            paper (there the Flow branch has none).
+        dropout: dropout before each branch's classifier (0.7, Sect. 4.4).
+        consensus: `"avg"` (Eq. 6) or `"max"` segmental consensus.
+        fusion_weights: weights of the RGB and Flow probabilities in
+            `"fused"`; `(5, 1)` after training the RGB branch (Sect. 5.2).
+        synchronized: synchronised batch normalisation in backbones and CMA
+            blocks (Sect. 4.4; TensorFlow only).
+        rgb_weights: `None`, `"imagenet"` or a weights file for the RGB
+            backbone (used when building; not saved in the config).
+        flow_weights: the same for the Flow backbone; RGB weights are adapted
+            to 2L input channels by replicating the mean of the first
+            convolution over its RGB channels (Sect. 4.1,
+            `keras_twostream.backbones.adapt_input_channels`).
+        **kwargs: `name` and other `keras.Model` keyword arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream.models.cma import build_cma
+    >>> model = build_cma(num_classes=5, backbone="tiny", image_size=64, num_segments=2, flow_length=2)
+    >>> x = {"rgb": np.zeros((1, 2, 64, 64, 3), "float32"),
+    ...      "flow": np.zeros((1, 2, 64, 64, 4), "float32")}
+    >>> sorted(model.predict(x, verbose=0))
+    ['flow', 'fused', 'rgb']
+    >>> model.cma_block_names
+    ['conv3_block1', 'conv4_block1']
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        backbone="resnet50",
+        image_size=224,
+        num_segments=3,
+        flow_length=5,
+        cma_blocks=None,
+        pool_size=2,
+        non_local=False,
+        dropout=0.7,
+        consensus="avg",
+        fusion_weights=(5.0, 1.0),
+        synchronized=False,
+        rgb_weights=None,
+        flow_weights=None,
+        **kwargs,
+    ):
+        num_classes = _check_num_classes(num_classes)
+        image_size = _check_positive_int(image_size, "image_size")
+        num_segments = _check_positive_int(num_segments, "num_segments")
+        flow_length = _check_positive_int(flow_length, "flow_length")
+        dropout = _check_rate(dropout, "dropout")
+        fusion_weights = _check_fusion_weights(fusion_weights)
+        if not isinstance(non_local, bool):
+            raise ValueError(f"Expected non_local to be a bool. Received: non_local={non_local!r}")
+        kwargs.setdefault("name", "cma")
+
+        # === Layers ===
+        backbones = {
+            "rgb": get_backbone(
+                backbone,
+                input_shape=(image_size, image_size, 3),
+                weights=rgb_weights,
+                synchronized=synchronized,
+                name="rgb_backbone",
+            ),
+            "flow": get_backbone(
+                backbone,
+                input_shape=(image_size, image_size, 2 * flow_length),
+                weights=flow_weights,
+                stream="temporal",
+                synchronized=synchronized,
+                name="flow_backbone",
+            ),
+        }
+        positions = _resolve_cma_blocks(cma_blocks, backbones["rgb"])
+
+        def attention(name):
+            return CrossModalityAttention(pool_size=pool_size, synchronized=synchronized, name=name)
+
+        # === Functional Model ===
+        inputs = {
+            "rgb": keras.Input((num_segments, image_size, image_size, 3), name="rgb"),
+            "flow": keras.Input((num_segments, image_size, image_size, 2 * flow_length), name="flow"),
+        }
+        # [B, K, H, W, C] -> [B*K, H, W, C]: segments share weights (TSN).
+        x = {branch: FoldSegments(name=f"{branch}_fold")(inputs[branch]) for branch in BRANCHES}
+        blocks = zip(backbones["rgb"].blocks, backbones["flow"].blocks, strict=True)
+        for (block_name, rgb_block), (_, flow_block) in blocks:
+            x = {"rgb": rgb_block(x["rgb"]), "flow": flow_block(x["flow"])}
+            if block_name in positions:
+                if non_local:  # Table 4: a non-local block before the CMA block, RGB branch only.
+                    x["rgb"] = attention(f"rgb_nonlocal_{block_name}")(x["rgb"])
+                # Fig. 1-2: each branch queries the other; both read the maps before either block.
+                x = {
+                    "rgb": attention(f"rgb_cma_{block_name}")(x["rgb"], x["flow"]),
+                    "flow": attention(f"flow_cma_{block_name}")(x["flow"], x["rgb"]),
+                }
+        tasks = {"default": num_classes}
+        logits = {}
+        for branch in BRANCHES:
+            branch_dropout = 0.0 if head_applies_dropout(backbones[branch]) else dropout
+            # Dropout, classifier per segment, Eq. (6) consensus over the K segments -> [B, classes].
+            logits[branch] = apply_stream_heads(
+                x[branch], tasks, num_segments, consensus, branch_dropout, branch
+            )["default"]
+        outputs = apply_probabilities(logits, fusion_weights)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.backbone = backbone
+        self.image_size = image_size
+        self.num_segments = num_segments
+        self.flow_length = flow_length
+        self.cma_blocks = None if cma_blocks is None else list(cma_blocks)
+        self.pool_size = pool_size
+        self.non_local = non_local
+        self.dropout = dropout
+        self.consensus = consensus
+        self.fusion_weights = fusion_weights
+        self.synchronized = synchronized
+        self.branches = BRANCHES
+        self.cma_block_names = positions
+        self._set_contract(
+            {name: tuple(t.shape[1:]) for name, t in inputs.items()},
+            {"rgb": "default", "flow": "default", "fused": "default"},
+            list(BRANCHES),
+        )
+        _check_partition(self)
+
+    def default_optimizer(self):
+        """SGD, learning rate 0.01, weight decay 5e-4 (Sect. 4.4), momentum 0.9 (TSN)."""
+        return keras.optimizers.SGD(learning_rate=1e-2, momentum=0.9, weight_decay=5e-4)
+
+    def cma_layers(self, branch):
+        """The CMA blocks of `branch` in network order (non-local blocks excluded)."""
+        self._check_branch(branch)
+        return [self.get_layer(f"{branch}_cma_{name}") for name in self.cma_block_names]
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_classes": self.num_classes,
+            "backbone": self.backbone,
+            "image_size": self.image_size,
+            "num_segments": self.num_segments,
+            "flow_length": self.flow_length,
+            "cma_blocks": self.cma_blocks,
+            "pool_size": self.pool_size,
+            "non_local": self.non_local,
+            "dropout": self.dropout,
+            "consensus": self.consensus,
+            "fusion_weights": list(self.fusion_weights),
+            "synchronized": self.synchronized,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def build_cma(num_classes, backbone="resnet50", num_segments=3, flow_length=5, **kwargs):
+    """Builds the RGB + Flow model with cross-modality attention (Chi et al., 2019).
+
+    See `keras_twostream.models.CMA` for every argument. Train it branch by
+    branch with `keras_twostream.training.alternating.AlternatingSchedule`.
+
+    Returns:
+        A `CMA` model: inputs `{"rgb", "flow"}`, outputs `{"rgb", "flow",
+        "fused"}` class probabilities.
+
+    Example:
+
+    >>> from keras_twostream.models.cma import build_cma
+    >>> from keras_twostream.training.alternating import AlternatingSchedule
+    >>> model = build_cma(num_classes=101)  # two ResNet-50, 5 CMA blocks each, K=3, L=5  # doctest: +SKIP
+    >>> model.compile()  # doctest: +SKIP
+    >>> model.fit(train_ds, epochs=60, callbacks=[AlternatingSchedule(30)])  # doctest: +SKIP
+    """
+    return CMA(num_classes=num_classes, backbone=backbone, num_segments=num_segments, flow_length=flow_length, **kwargs)
+
+
+# --- The 3-D variant (Sect. 5.6) -------------------------------------------------------------------
+TINY_3D_FILTERS = (8, 16, 32, 64)
+_BN_EPSILON = 1.001e-5
+
+
+def _conv_bn(x, filters, kernel, strides, name, synchronized, relu=True):
+    x = keras.layers.Conv3D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(epsilon=_BN_EPSILON, synchronized=synchronized, name=f"{name}_bn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+
+
+def apply_p3d_block(x, filters, stride, name, synchronized=False):
+    """A pseudo-3-D residual block (P3D-A of Qiu et al. 2017): a 1x3x3 spatial
+    convolution followed by a 3x1x1 temporal one, plus the shortcut."""
+    strides = (1, stride, stride)
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = _conv_bn(x, filters, 1, strides, f"{name}_0", synchronized, relu=False)
+    else:
+        shortcut = x
+    x = _conv_bn(x, filters, (1, 3, 3), strides, f"{name}_1", synchronized)
+    x = _conv_bn(x, filters, (3, 1, 1), 1, f"{name}_2", synchronized, relu=False)
+    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
+    return keras.layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def apply_tiny_p3d_stem(x, prefix, synchronized=False):
+    """Stem of the tiny P3D ResNet: 1x3x3 convolution (stride 2 in space) and a 1x3x3 max-pool."""
+    x = _conv_bn(x, TINY_3D_FILTERS[0], (1, 3, 3), (1, 2, 2), f"{prefix}_stem", synchronized)
+    return keras.layers.MaxPooling3D((1, 3, 3), strides=(1, 2, 2), padding="same", name=f"{prefix}_stem_pool")(x)
+
+
+@keras.saving.register_keras_serializable(package="keras_twostream")
+class CMA3D(AlternatingTrainingMixin, VideoClassifier):
+    """The 3-D CMA model of Sect. 5.6 on a small pseudo-3-D ResNet.
+
+    Two 3-D branches, RGB clips `(B, T, H, W, 3)` and optical flow clips
+    `(B, T, H, W, 2)` (one flow field per frame), each a tiny P3D ResNet
+    (stem, res2..res5, 1x3x3 spatial and 3x1x1 temporal convolutions). As in
+    the paper (P3D ResNet-152: "we only add one CMA block after the last
+    layer in res4"), each branch has one 3-D CMA block after res4, whose
+    queries attend over all space-time positions of the other branch's res4
+    map. Outputs `{"rgb", "flow", "fused"}` probabilities; the alternating
+    schedule applies as for `CMA`.
+
+    Args:
+        num_classes: number of classes.
+        num_frames: T, frames per clip.
+        image_size: input height and width.
+        flow_channels: channels of each flow frame (2: x and y).
+        cma_stages: the stages after which a CMA block goes (`("res4",)`).
+        train_from_cma: freeze (`trainable=False`, inference-mode BN) every
+            layer before the first CMA block, training "the CMA block and all
+            layers behind it" as the paper does with a pretrained P3D.
+        dropout: dropout before each classifier.
+        fusion_weights: weights of the RGB and Flow probabilities in "fused".
+        synchronized: synchronised batch normalisation (TensorFlow only).
+        **kwargs: `name` and other `keras.Model` keyword arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream.models.cma import build_cma_3d
+    >>> model = build_cma_3d(num_classes=4, num_frames=4, image_size=32)
+    >>> x = {"rgb": np.zeros((1, 4, 32, 32, 3), "float32"),
+    ...      "flow": np.zeros((1, 4, 32, 32, 2), "float32")}
+    >>> model.predict(x, verbose=0)["fused"].shape
+    (1, 4)
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        num_frames=8,
+        image_size=112,
+        flow_channels=2,
+        cma_stages=("res4",),
+        train_from_cma=False,
+        dropout=0.5,
+        fusion_weights=(5.0, 1.0),
+        synchronized=False,
+        **kwargs,
+    ):
+        num_classes = _check_num_classes(num_classes)
+        num_frames = _check_positive_int(num_frames, "num_frames")
+        image_size = _check_positive_int(image_size, "image_size")
+        flow_channels = _check_positive_int(flow_channels, "flow_channels")
+        dropout = _check_rate(dropout, "dropout")
+        fusion_weights = _check_fusion_weights(fusion_weights)
+        stages = [f"res{i}" for i in range(2, 6)]
+        if isinstance(cma_stages, str) or not cma_stages or any(s not in stages for s in cma_stages):
+            raise ValueError(
+                f"Expected cma_stages to be a non-empty list of stages among {stages}. "
+                f"Received: cma_stages={cma_stages!r}"
+            )
+        if not isinstance(train_from_cma, bool):
+            raise ValueError(f"Expected train_from_cma to be a bool. Received: train_from_cma={train_from_cma!r}")
+        kwargs.setdefault("name", "cma_3d")
+
+        # === Functional Model ===
+        inputs = {
+            "rgb": keras.Input((num_frames, image_size, image_size, 3), name="rgb"),
+            "flow": keras.Input((num_frames, image_size, image_size, flow_channels), name="flow"),
+        }
+        # Tiny P3D ResNet per branch (stem, res2..res5 of one block each; strides 4..32 in space,
+        # 1 in time), built stage by stage in lockstep so that a CMA block sees the other
+        # branch's map of the same stage.
+        state = {branch: apply_tiny_p3d_stem(inputs[branch], branch, synchronized) for branch in BRANCHES}
+        for index, filters in enumerate(TINY_3D_FILTERS, start=2):
+            stage = f"res{index}"
+            stride = 1 if index == 2 else 2
+            state = {
+                branch: apply_p3d_block(state[branch], filters, stride, f"{branch}_{stage}", synchronized)
+                for branch in BRANCHES
+            }
+            if stage in cma_stages:  # Sect. 5.6: one 3-D CMA block after res4 in each branch.
+                state = {
+                    "rgb": CrossModalityAttention(synchronized=synchronized, name=f"rgb_cma_{stage}")(
+                        state["rgb"], state["flow"]
+                    ),
+                    "flow": CrossModalityAttention(synchronized=synchronized, name=f"flow_cma_{stage}")(
+                        state["flow"], state["rgb"]
+                    ),
+                }
+        logits = {}
+        for branch in BRANCHES:
+            features = keras.layers.GlobalAveragePooling3D(name=f"{branch}_avg_pool")(state[branch])
+            y = keras.layers.Dropout(dropout, name=f"{branch}_dropout")(features)
+            logits[branch] = keras.layers.Dense(num_classes, name=f"{branch}_classifier")(y)
+        outputs = apply_probabilities(logits, fusion_weights)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.flow_channels = flow_channels
+        self.cma_stages = tuple(cma_stages)
+        self.train_from_cma = train_from_cma
+        self.dropout = dropout
+        self.fusion_weights = fusion_weights
+        self.synchronized = synchronized
+        self.branches = BRANCHES
+        if train_from_cma:
+            first = min(stages.index(stage) for stage in cma_stages)
+            frozen = ("stem", *stages[: first + 1])
+            for layer in self.layers:
+                if any(layer.name.startswith(f"{branch}_{part}_") for branch in BRANCHES for part in frozen):
+                    layer.trainable = False
+        self._set_contract(
+            {name: tuple(t.shape[1:]) for name, t in inputs.items()},
+            {"rgb": "default", "flow": "default", "fused": "default"},
+            list(BRANCHES),
+        )
+        _check_partition(self)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_classes": self.num_classes,
+            "num_frames": self.num_frames,
+            "image_size": self.image_size,
+            "flow_channels": self.flow_channels,
+            "cma_stages": list(self.cma_stages),
+            "train_from_cma": self.train_from_cma,
+            "dropout": self.dropout,
+            "fusion_weights": list(self.fusion_weights),
+            "synchronized": self.synchronized,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def build_cma_3d(num_classes, num_frames=8, image_size=112, **kwargs):
+    """Builds the 3-D CMA model of Sect. 5.6 on a tiny pseudo-3-D ResNet; see `CMA3D`.
+
+    Example:
+
+    >>> from keras_twostream.models.cma import build_cma_3d
+    >>> model = build_cma_3d(num_classes=4, num_frames=4, image_size=32)
+    >>> sorted(layer.name for layer in model.layers if "cma" in layer.name)
+    ['flow_cma_res4', 'rgb_cma_res4']
+    """
+    return CMA3D(num_classes=num_classes, num_frames=num_frames, image_size=image_size, **kwargs)

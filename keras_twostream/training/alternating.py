@@ -1,0 +1,432 @@
+"""Branch-by-branch ("alternating") training of two-branch models.
+
+The training strategy of the cross-modality attention paper (Chi et al. 2019,
+Sect. 4.3): iteration 1 trains the RGB branch "according to the loss of the
+current branch" with every layer of the Flow branch frozen, CMA blocks
+included; iteration 2 trains the Flow branch with the RGB branch frozen; and so
+on. The learning rate is reset to its initial value at the start of every
+iteration (Sect. 4.4) and the fused score leans 5:1 toward the branch trained
+last (Sect. 5.2).
+
+How the freezing works (see docs PITFALLS: toggling `layer.trainable` from a
+callback does nothing on TensorFlow once `fit` has traced its step, and zeroed
+gradients still move weights under momentum or Adam):
+
+* one optimizer is built on every trainable variable when the model is
+  compiled (inside the model's `tf.distribute` strategy scope);
+* `model.training_branch` is a Python attribute that `train_step` reads while
+  it is traced: only that branch's variables are passed to
+  `optimizer.apply`, so the other branch's weights and optimizer slots are not
+  touched at all;
+* during a phase the other branch runs in inference mode (its batch
+  normalisation uses and keeps its moving statistics, its dropout is off) and
+  its inputs are wrapped in `stop_gradient`: the loss of the frozen branch's
+  output, which depends on the trained branch through the frozen branch's CMA
+  blocks, then contributes no gradient, so the update follows the loss of the
+  trained branch alone. Logs still report every output's loss and metrics.
+  Every variable of the frozen branch (weights, CMA blocks, BN moving
+  statistics) is therefore bit-for-bit unchanged;
+* changing the phase calls `model.make_train_function(force=True)`, so the
+  next step is traced again; `fit` looks the step function up at every step,
+  so a callback may change the phase between epochs.
+
+Backends: TensorFlow (also under `tf.distribute.MirroredStrategy`) and JAX
+(its stateless `train_step` applies the optimizer to the trained branch inside
+a `keras.StatelessScope` and returns the frozen branch's values unchanged).
+Other backends raise `NotImplementedError` when a phase is set. With no phase
+(`training_branch=None`, the default) the models train every branch jointly
+with Keras' own `train_step`.
+
+The mixin relies on the Keras 3 functional graph runner
+(`Functional._run_through_graph`) to choose the `training` flag per layer.
+"""
+
+import keras
+from keras import ops
+
+_SUPPORTED_BACKENDS = ("tensorflow", "jax")
+
+
+def _check_backend():
+    backend = keras.backend.backend()
+    if backend not in _SUPPORTED_BACKENDS:
+        raise NotImplementedError(
+            "Branch-by-branch training (AlternatingTrainingMixin) supports the TensorFlow and JAX "
+            f"backends. Received backend: {backend!r}"
+        )
+
+
+def _batch_size(x):
+    first = next(t for t in keras.tree.flatten(x) if t is not None)
+    return ops.shape(first)[0]
+
+
+class AlternatingTrainingMixin:
+    """Adds branch-by-branch training to a functional two-branch `keras.Model`.
+
+    Mix it in before `keras.Model` (or `VideoClassifier`):
+    `class CMA(AlternatingTrainingMixin, VideoClassifier)`. The model declares
+    its branches in `self.branches` (e.g. `("rgb", "flow")`); a branch owns
+    every layer named after it (`"rgb"`, `"rgb_*"`). The late-fusion layer
+    (`ScoreFusion`, named by `self.fusion_layer_name`, `"fused"` by default)
+    belongs to no branch. See the module docstring for how freezing works.
+
+    Set the phase with `set_training_branch("rgb")` (or let an
+    `AlternatingSchedule` callback do it during `fit`); `None` trains every
+    branch jointly.
+
+    Example:
+
+    >>> from keras_twostream.models.cma import build_cma
+    >>> model = build_cma(5, backbone="tiny", image_size=64, num_segments=2, flow_length=2)
+    >>> model.compile()
+    >>> model.set_training_branch("rgb")  # next fit() updates the RGB branch only
+    >>> model.training_branch
+    'rgb'
+    """
+
+    fusion_layer_name = "fused"
+
+    # --- Branches -----------------------------------------------------------------------
+    @property
+    def training_branch(self):
+        """The branch that `fit` updates, or `None` for all of them."""
+        return getattr(self, "_training_branch", None)
+
+    def _check_branch(self, branch, allow_none=False):
+        if branch is None and allow_none:
+            return
+        if branch not in self.branches:
+            raise ValueError(
+                f"Expected branch to be one of {tuple(self.branches)}"
+                + (" or None" if allow_none else "")
+                + f". Received: branch={branch!r}"
+            )
+
+    def branch_layers(self, branch):
+        """The model's layers that belong to `branch` (named `branch` or `branch_*`)."""
+        self._check_branch(branch)
+        return [layer for layer in self.layers if layer.name == branch or layer.name.startswith(f"{branch}_")]
+
+    def branch_variables(self, branch, trainable_only=True):
+        """The variables of `branch`: its trainable ones, or with `trainable_only=False` all of
+        them (batch-normalisation moving statistics included)."""
+        variables, seen = [], set()
+        for layer in self.branch_layers(branch):
+            for v in layer.trainable_variables if trainable_only else layer.variables:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    variables.append(v)
+        return variables
+
+    def set_training_branch(self, branch):
+        """Trains only `branch` from the next step on (`None`: every branch).
+
+        The other branches are frozen and run in inference mode; the train
+        function is rebuilt so the change takes effect even inside `fit`.
+        """
+        self._check_branch(branch, allow_none=True)
+        if branch is not None:
+            _check_backend()
+        self._training_branch = branch
+        if getattr(self, "train_function", None) is not None:
+            self.make_train_function(force=True)
+
+    def set_fusion_weights(self, weights):
+        """Sets the weights of the branches in the fused score, in `self.branches` order."""
+        self.get_layer(self.fusion_layer_name).set_stream_weights(weights)
+
+    def fusion_weights_for(self, branch, ratio=5.0):
+        """Fusion weights leaning `ratio : 1` toward `branch` (Sect. 5.2 of the CMA paper)."""
+        self._check_branch(branch)
+        return [float(ratio) if b == branch else 1.0 for b in self.branches]
+
+    # --- Compile: one optimizer over every variable, built up front ---------------------
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
+            if keras.backend.backend() == "tensorflow":
+                with self.distribute_strategy.scope():
+                    self.optimizer.build(self.trainable_variables)
+            else:
+                self.optimizer.build(self.trainable_variables)
+
+    # --- Forward pass: the frozen branch in inference mode, without gradients ----------
+    def _frozen_layer_ids(self):
+        branch = self.training_branch
+        return {
+            id(layer) for other in self.branches if other != branch for layer in self.branch_layers(other)
+        }
+
+    def call(self, inputs, training=None, mask=None):
+        if self.training_branch is None or not training:
+            return super().call(inputs, training=training, mask=mask)
+        if not hasattr(self, "_run_through_graph"):
+            raise NotImplementedError(
+                f"{type(self).__name__}: branch-by-branch training needs a functional model (built "
+                "from keras.Input); subclassed models cannot choose the training mode per layer."
+            )
+        frozen = self._frozen_layer_ids()
+
+        def stop(value):
+            return ops.stop_gradient(value) if ops.is_tensor(value) else value
+
+        def operation_fn(operation):
+            is_frozen = id(operation) in frozen
+
+            def run(*args, **kwargs):
+                if is_frozen:
+                    args, kwargs = keras.tree.map_structure(stop, (args, kwargs))
+                if "training" in getattr(operation, "_call_context_args", ()):
+                    kwargs["training"] = not is_frozen
+                return operation(*args, **kwargs)
+
+            return run
+
+        inputs = self._standardize_inputs(inputs)
+        return self._run_through_graph(inputs, operation_fn=operation_fn)
+
+    # --- train_step -------------------------------------------------------------------
+    def _loss_metric(self):
+        return next((m for m in self.metrics if m.name == "loss"), None)
+
+    def _phase_variables(self):
+        if self.optimizer is None:
+            raise ValueError(
+                f"{type(self).__name__}.training_branch={self.training_branch!r} needs a compiled "
+                "model with an optimizer: call model.compile() first."
+            )
+        variables = self.branch_variables(self.training_branch)
+        if not variables:
+            raise ValueError(f"Branch {self.training_branch!r} has no trainable variables to train.")
+        return variables
+
+    def train_step(self, *args, **kwargs):
+        if self.training_branch is None:
+            return super().train_step(*args, **kwargs)
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            return self._tensorflow_branch_step(*args, **kwargs)
+        if backend == "jax":
+            return self._jax_branch_step(*args, **kwargs)
+        _check_backend()
+
+    def _tensorflow_branch_step(self, data):
+        import tensorflow as tf
+
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        variables = self._phase_variables()
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            tracker = self._loss_metric()
+            if tracker is not None:
+                # Keras losses divide by the replica count; report the per-batch loss.
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync
+                tracker.update_state(loss * ops.cast(replicas, loss.dtype), sample_weight=_batch_size(x))
+            loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply(gradients, variables)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _jax_branch_step(self, state, data):
+        import jax
+
+        trainable_values, non_trainable_values, optimizer_values, metrics_values = state
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        grad_fn = jax.value_and_grad(self.compute_loss_and_updates, has_aux=True)
+        (_, aux), gradients = grad_fn(
+            trainable_values,
+            non_trainable_values,
+            metrics_values,
+            x,
+            y,
+            sample_weight,
+            training=True,
+            optimizer_variables=optimizer_values,
+        )
+        unscaled_loss, y_pred, non_trainable_values, metrics_values = aux
+
+        # Apply the optimizer to the trained branch only; every other value is returned as is.
+        trainable_variables = self.trainable_variables
+        selected = {id(v) for v in self._phase_variables()}
+        indices = [i for i, v in enumerate(trainable_variables) if id(v) in selected]
+        optimizer_variables = self.optimizer.variables
+        mapping = list(zip(trainable_variables, trainable_values, strict=True)) + list(
+            zip(optimizer_variables, optimizer_values, strict=True)
+        )
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            self.optimizer.apply(
+                [gradients[i] for i in indices], [trainable_variables[i] for i in indices]
+            )
+        trainable_values = _current_values(scope, trainable_variables, trainable_values)
+        optimizer_values = _current_values(scope, optimizer_variables, optimizer_values)
+
+        metrics_variables = self.metrics_variables
+        with keras.StatelessScope(state_mapping=list(zip(metrics_variables, metrics_values, strict=True))) as scope:
+            tracker = self._loss_metric()
+            if tracker is not None:
+                tracker.update_state(unscaled_loss, sample_weight=_batch_size(x))
+            logs = self.compute_metrics(x, y, y_pred, sample_weight)
+        metrics_values = _current_values(scope, metrics_variables, metrics_values)
+        return logs, (trainable_values, non_trainable_values, optimizer_values, metrics_values)
+
+
+def _current_values(scope, variables, old_values):
+    values = []
+    for variable, old in zip(variables, old_values, strict=True):
+        new = scope.get_current_value(variable)
+        values.append(old if new is None else new)
+    return values
+
+
+class AlternatingSchedule(keras.callbacks.Callback):
+    """Trains the branches of a model one after the other during `fit`.
+
+    The iterative training of the CMA paper (Chi et al. 2019, Sect. 4.3):
+    epochs `[0, E)` form iteration 1 and train the first branch (RGB) with the
+    others frozen, epochs `[E, 2E)` iteration 2 training the next branch
+    (Flow), and so on, cycling through `branches`. At the start of each
+    iteration the callback
+
+    * sets `model.training_branch` (which retraces the train step),
+    * resets the learning rate to its initial value (Sect. 4.4: "At the
+      beginning of each iteration, we reset the learning rate"); combine with
+      `keras.callbacks.ReduceLROnPlateau` for the paper's plateau decay,
+    * optionally zeroes the optimizer's state (momentum, iteration count), as
+      a fresh optimizer for the iteration would,
+    * sets the fused score's weights `fusion_ratio : 1` toward the branch being
+      trained (Sect. 5.2: 5:1 at iterations 1, 3, ... and 1:5 at 2, 4, ...).
+
+    Iterations follow the absolute epoch index, so `fit(initial_epoch=...)`
+    resumes in the right iteration and one iteration may span several `fit`
+    calls. After `fit`, the model keeps training the last branch; call
+    `model.set_training_branch(None)` to train every branch jointly again.
+
+    Args:
+        epochs_per_iteration: `E`, epochs per iteration (30 in the paper).
+        branches: the order in which branches are trained; `None` uses
+            `model.branches` (`("rgb", "flow")`: RGB first, as the paper).
+        fusion_ratio: weight of the branch being trained in the fused score,
+            against 1 for the others; `None` leaves the fusion weights alone.
+        reset_learning_rate: reset the learning rate at each iteration start.
+        initial_learning_rate: the value to reset to; `None` takes the
+            optimizer's learning rate when training begins.
+        reset_optimizer_state: zero every optimizer variable except the
+            learning rate (momentum/Adam slots, iteration counter) at each
+            iteration start.
+        verbose: print a line when an iteration starts.
+
+    Example:
+
+    >>> from keras_twostream.models.cma import build_cma
+    >>> from keras_twostream.training.alternating import AlternatingSchedule
+    >>> model = build_cma(5, backbone="tiny", image_size=64, num_segments=2, flow_length=2)
+    >>> model.compile()
+    >>> schedule = AlternatingSchedule(epochs_per_iteration=30)
+    >>> # model.fit(train_ds, epochs=60, callbacks=[schedule])  -> iterations 1 (RGB) and 2 (Flow)
+    """
+
+    def __init__(
+        self,
+        epochs_per_iteration,
+        branches=None,
+        fusion_ratio=5.0,
+        reset_learning_rate=True,
+        initial_learning_rate=None,
+        reset_optimizer_state=True,
+        verbose=1,
+    ):
+        super().__init__()
+        if (
+            isinstance(epochs_per_iteration, bool)
+            or not isinstance(epochs_per_iteration, int)
+            or epochs_per_iteration < 1
+        ):
+            raise ValueError(
+                "Expected epochs_per_iteration to be a positive integer. "
+                f"Received: epochs_per_iteration={epochs_per_iteration!r}"
+            )
+        if branches is not None:
+            branches = tuple(branches)
+            if not branches:
+                raise ValueError("Expected branches to name at least one branch. Received: branches=()")
+        if fusion_ratio is not None and (isinstance(fusion_ratio, bool) or not fusion_ratio > 0):
+            raise ValueError(f"Expected fusion_ratio > 0 or None. Received: fusion_ratio={fusion_ratio!r}")
+        if initial_learning_rate is not None and not initial_learning_rate > 0:
+            raise ValueError(
+                "Expected initial_learning_rate > 0 or None. "
+                f"Received: initial_learning_rate={initial_learning_rate!r}"
+            )
+        self.epochs_per_iteration = epochs_per_iteration
+        self.branches = branches
+        self.fusion_ratio = fusion_ratio
+        self.reset_learning_rate = reset_learning_rate
+        self.initial_learning_rate = initial_learning_rate
+        self.reset_optimizer_state = reset_optimizer_state
+        self.verbose = verbose
+        self.iteration = None
+        self.branch = None
+
+    def _branches(self):
+        branches = self.branches or tuple(self.model.branches)
+        for branch in branches:
+            self.model._check_branch(branch)
+        return branches
+
+    def iteration_for_epoch(self, epoch):
+        """The 1-based iteration and the branch it trains, for a 0-based epoch index."""
+        branches = self._branches()
+        iteration = epoch // self.epochs_per_iteration + 1
+        return iteration, branches[(iteration - 1) % len(branches)]
+
+    def on_train_begin(self, logs=None):
+        if not hasattr(self.model, "set_training_branch"):
+            raise ValueError(
+                "AlternatingSchedule needs a model with branch-by-branch training "
+                f"(AlternatingTrainingMixin, e.g. build_cma). Received: {type(self.model).__name__}"
+            )
+        self._branches()
+        optimizer = self.model.optimizer
+        if self.reset_learning_rate and self.initial_learning_rate is None:
+            if not isinstance(optimizer.learning_rate, keras.Variable):
+                raise ValueError(
+                    "AlternatingSchedule resets the learning rate at each iteration and needs a "
+                    "constant learning rate (a float), not a LearningRateSchedule or callable; use "
+                    "keras.callbacks.ReduceLROnPlateau for the paper's decay, or pass "
+                    "reset_learning_rate=False."
+                )
+            self.initial_learning_rate = float(ops.convert_to_numpy(optimizer.learning_rate))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        iteration, branch = self.iteration_for_epoch(epoch)
+        starts = epoch % self.epochs_per_iteration == 0
+        if not starts and branch == self.model.training_branch:
+            return
+        self.model.set_training_branch(branch)
+        if self.fusion_ratio is not None:
+            self.model.set_fusion_weights(self.model.fusion_weights_for(branch, self.fusion_ratio))
+        if starts:
+            optimizer = self.model.optimizer
+            if self.reset_optimizer_state:
+                reset_optimizer_state(optimizer)
+            if self.reset_learning_rate:
+                optimizer.learning_rate = self.initial_learning_rate
+        self.iteration, self.branch = iteration, branch
+        if self.verbose:
+            print(f"AlternatingSchedule: iteration {iteration} (epoch {epoch + 1}) trains the {branch!r} branch")
+
+
+def reset_optimizer_state(optimizer):
+    """Zeroes every variable of `optimizer` except its learning rate.
+
+    Momentum and Adam slots and the iteration counter start again from zero,
+    as in a freshly created optimizer; the learning rate is left as it is.
+    """
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is not None:  # LossScaleOptimizer: keep the loss scale, reset the wrapped optimizer
+        return reset_optimizer_state(inner)
+    keep = {id(optimizer.learning_rate)} if isinstance(optimizer.learning_rate, keras.Variable) else set()
+    for variable in optimizer.variables:
+        if id(variable) not in keep:
+            variable.assign(ops.zeros(variable.shape, variable.dtype))

@@ -1,0 +1,186 @@
+"""Branch-by-branch training (CMA paper, Sect. 4.3): the frozen branch is bit-for-bit unchanged,
+the update follows the trained branch's loss, the learning rate resets, the fusion follows."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_twostream.layers.cross_modality_attention import CrossModalityAttention
+from keras_twostream.models.cma import build_cma
+from keras_twostream.training.alternating import AlternatingSchedule, reset_optimizer_state
+
+BACKEND = keras.backend.backend()
+SIZE, K, L, CLASSES, BATCH = 64, 2, 2, 3, 4
+
+
+def make_model(**kwargs):
+    model = build_cma(CLASSES, backbone="tiny", image_size=SIZE, num_segments=K, flow_length=L, **kwargs)
+    # As after an earlier iteration: non-zero CMA scales, so each branch reads the other one.
+    for layer in model.layers:
+        if isinstance(layer, CrossModalityAttention):
+            layer.output_norm.gamma.assign(np.ones(tuple(layer.output_norm.gamma.shape), "float32"))
+    return model
+
+
+def make_data(n=BATCH, seed=0):
+    rng = np.random.RandomState(seed)
+    x = {
+        "rgb": rng.rand(n, K, SIZE, SIZE, 3).astype("float32"),
+        "flow": rng.randn(n, K, SIZE, SIZE, 2 * L).astype("float32"),
+    }
+    return x, rng.randint(0, CLASSES, n)
+
+
+def _replica_values(variable):
+    """Every replica's copy of a variable (one copy outside tf.distribute)."""
+    value = variable.value
+    components = getattr(value, "values", None)
+    if components is not None and not callable(components):
+        return [keras.ops.convert_to_numpy(c) for c in components]
+    return [keras.ops.convert_to_numpy(value)]
+
+
+def snapshot(model):
+    return {
+        branch: {
+            (i, v.path): _replica_values(v) for i, v in enumerate(model.branch_variables(branch, trainable_only=False))
+        }
+        for branch in model.branches
+    }
+
+
+class Recorder(keras.callbacks.Callback):
+    """Snapshots of both branches, fusion weights and learning rates at epoch boundaries."""
+
+    def __init__(self, decay_lr_at_epoch_end=False):
+        super().__init__()
+        self.decay = decay_lr_at_epoch_end
+        self.states, self.fusion, self.lr_at_begin, self.slots_zero_at_begin = [], [], [], []
+
+    def _optimizer_slots(self):
+        lr = self.model.optimizer.learning_rate
+        return [keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables if v is not lr]
+
+    def on_train_begin(self, logs=None):
+        self.states.append(snapshot(self.model))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.lr_at_begin.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        self.slots_zero_at_begin.append(all(not s.any() for s in self._optimizer_slots()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.states.append(snapshot(self.model))
+        self.fusion.append(keras.ops.convert_to_numpy(self.model.get_layer("fused").fusion_weights).tolist())
+        if self.decay:  # as ReduceLROnPlateau would
+            self.model.optimizer.learning_rate = self.lr_at_begin[-1] / 10
+
+
+def check_phase(before, after, trained, frozen):
+    # Every variable of the frozen branch (weights, CMA blocks, BN moving statistics,
+    # dropout seeds) is bit-for-bit unchanged, on every replica.
+    for key, values in before[frozen].items():
+        for a, b in zip(values, after[frozen][key], strict=True):
+            assert np.array_equal(a, b), f"{key} of the frozen {frozen} branch moved"
+    # Every variable of the trained branch moved, except the key biases of the CMA blocks, whose
+    # gradient is zero (softmax is invariant to a shift q.b_k shared by all keys) and which start at 0.
+    unchanged = {key[1] for key, values in before[trained].items() if np.array_equal(values[0], after[trained][key][0])}
+    assert all(name.endswith("key/bias") or "seed_generator" in name for name in unchanged), unchanged
+    assert any("moving_mean" in key[1] for key in before[trained]) and not any("moving_mean" in n for n in unchanged)
+
+
+def test_each_iteration_freezes_the_other_branch_bit_for_bit():
+    model = make_model()
+    model.compile()  # SGD with momentum and weight decay (Sect. 4.4): both would move frozen weights
+    recorder = Recorder(decay_lr_at_epoch_end=True)
+    schedule = AlternatingSchedule(epochs_per_iteration=2, verbose=0)
+    model.fit(*make_data(), batch_size=BATCH, epochs=4, verbose=0, shuffle=False, callbacks=[schedule, recorder])
+    # Iteration 1 (epochs 0-1) trains RGB, iteration 2 (epochs 2-3) trains Flow.
+    check_phase(recorder.states[0], recorder.states[2], trained="rgb", frozen="flow")
+    check_phase(recorder.states[2], recorder.states[4], trained="flow", frozen="rgb")
+    assert recorder.fusion == [[5.0, 1.0], [5.0, 1.0], [1.0, 5.0], [1.0, 5.0]]  # Sect. 5.2
+    # Sect. 4.4: the learning rate (decayed at every epoch end here) is reset when an iteration
+    # starts, and so is the optimizer's state (momentum, iteration count); not in between.
+    np.testing.assert_allclose(recorder.lr_at_begin, [0.01, 0.001, 0.01, 0.001], rtol=1e-6)
+    assert recorder.slots_zero_at_begin == [True, False, True, False]
+    assert model.training_branch == "flow" and (schedule.iteration, schedule.branch) == (2, "flow")
+    assert [schedule.iteration_for_epoch(e) for e in range(5)] == [
+        (1, "rgb"), (1, "rgb"), (2, "flow"), (2, "flow"), (3, "rgb"),
+    ]
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute.MirroredStrategy")
+def test_freezing_holds_under_mirrored_strategy_with_two_replicas():
+    import tensorflow as tf
+    from conftest import two_cpu_strategy
+
+    strategy = two_cpu_strategy()
+    with strategy.scope():
+        model = make_model()
+        # Adam: zeroed gradients would still move weights. No XLA, to keep the test fast.
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    x, y = make_data(n=2 * BATCH)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)  # 2 samples per replica
+    recorder = Recorder()
+    model.fit(dataset, epochs=2, verbose=0, callbacks=[AlternatingSchedule(1, verbose=0), recorder])
+    assert all(len(values) == 2 for values in recorder.states[0]["rgb"].values())  # two replicas
+    check_phase(recorder.states[0], recorder.states[1], trained="rgb", frozen="flow")
+    check_phase(recorder.states[1], recorder.states[2], trained="flow", frozen="rgb")
+
+
+@pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="the loss isolation lives in the backend-neutral forward pass; JAX's step is tested above (CI time)",
+)
+def test_the_update_follows_the_loss_of_the_trained_branch():
+    """Sect. 4.3: the RGB branch is optimised "according to the loss of the current branch". The
+    Flow output depends on RGB features through the Flow CMA blocks, so with joint training (the
+    control) other Flow labels change the RGB update; in an RGB phase they must not."""
+    x, y = make_data()
+    model = make_model(dropout=0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+    initial = model.get_weights()
+
+    def rgb_update(flow_labels):
+        model.set_weights(initial)
+        model.train_on_batch(x, {"rgb": y, "flow": flow_labels, "fused": y})
+        return [keras.ops.convert_to_numpy(v) for v in model.branch_variables("rgb")]
+
+    for branch in (None, "rgb"):
+        model.set_training_branch(branch)
+        a, b = rgb_update(y), rgb_update((y + 1) % CLASSES)
+        same = all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+        assert same == (branch == "rgb"), branch
+
+
+def test_reset_optimizer_state_keeps_the_learning_rate():
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    for v in model.optimizer.variables:
+        v.assign(np.ones(tuple(v.shape), v.dtype))
+    reset_optimizer_state(model.optimizer)
+    lr = model.optimizer.learning_rate
+    assert float(keras.ops.convert_to_numpy(lr)) == 1.0  # set to ones above, then kept
+    assert all(not keras.ops.convert_to_numpy(v).any() for v in model.optimizer.variables if v is not lr)
+
+
+def test_errors_name_the_problem():
+    model = make_model()
+    with pytest.raises(ValueError, match="branch"):
+        model.set_training_branch("audio")
+    with pytest.raises(ValueError, match="epochs_per_iteration"):
+        AlternatingSchedule(0)
+    with pytest.raises(ValueError, match="fusion_ratio"):
+        AlternatingSchedule(1, fusion_ratio=0)
+    schedule = AlternatingSchedule(1, branches=["rgb", "audio"])
+    schedule.set_model(model)
+    with pytest.raises(ValueError, match="'audio'"):
+        schedule.iteration_for_epoch(0)
+    x, y = make_data()
+    plain = keras.Model(model.inputs, model.get_layer("rgb_probabilities").output)
+    plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="AlternatingTrainingMixin"):
+        plain.fit(x, y, epochs=1, verbose=0, callbacks=[AlternatingSchedule(1)])
+    decaying = keras.optimizers.schedules.ExponentialDecay(0.01, decay_steps=10, decay_rate=0.9)
+    model.compile(optimizer=keras.optimizers.SGD(decaying))
+    with pytest.raises(ValueError, match="LearningRateSchedule"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[AlternatingSchedule(1)])
