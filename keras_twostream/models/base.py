@@ -37,6 +37,11 @@ class VideoClassifier(keras.Model):
       default `compile()`. Other outputs (such as `"fused"`) get metrics only.
     """
 
+    @classmethod
+    def from_config(cls, config):
+        # KerasHub style: the config is exactly the constructor's arguments.
+        return cls(**config)
+
     def _set_contract(self, input_shapes, label_map, loss_outputs):
         self._input_shapes = {k: tuple(v) for k, v in input_shapes.items()}
         self._label_map = dict(label_map)

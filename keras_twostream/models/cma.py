@@ -348,9 +348,6 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
             "synchronized": self.synchronized,
         }
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def build_cma(num_classes, backbone="resnet50", num_segments=3, flow_length=5, **kwargs):
@@ -544,9 +541,6 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
             "synchronized": self.synchronized,
         }
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def build_cma_3d(num_classes, num_frames=8, image_size=112, **kwargs):

@@ -690,9 +690,6 @@ class STPN(VideoClassifier):
             "seed": self.seed,
         }
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def build_stpn(num_classes, backbone="resnet50", **kwargs):

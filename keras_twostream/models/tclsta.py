@@ -417,9 +417,6 @@ class TCLSTA(VideoClassifier):
             "num_alternations": self.num_alternations,
         }
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def build_tclsta(

@@ -227,9 +227,6 @@ class TwoStream(VideoClassifier):
             "fusion_weights": list(self.fusion_weights),
         }
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def build_two_stream(num_classes, backbone="cnn_m_2048", **kwargs):
