@@ -25,30 +25,18 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _floors import bare_backbones  # noqa: E402
 from _report import markdown_table, write_section  # noqa: E402
 from _timing import interleaved_medians, median_fit_step, repeat_batch  # noqa: E402
 
 from keras_twostream.backbones import get_backbone  # noqa: E402
 from keras_twostream.layers.cross_modality_attention import CrossModalityAttention  # noqa: E402
-from keras_twostream.layers.fold_segments import FoldSegments  # noqa: E402
 from keras_twostream.models.cma import build_cma  # noqa: E402
 
 MAP = (14, 14, 1024)  # res4 of ResNet-50 at 224x224
 
 
 # --- 1. The model ----------------------------------------------------------------------------------
-def bare_backbones(backbone, size, segments, flow_length):
-    """The floor: both backbones' features on the folded K segments, a trivial loss, no CMA, no heads."""
-    rgb = keras.Input((segments, size, size, 3), name="rgb")
-    flow = keras.Input((segments, size, size, 2 * flow_length), name="flow")
-    spatial = get_backbone(backbone, (size, size, 3), name="rgb_backbone")
-    temporal = get_backbone(backbone, (size, size, 2 * flow_length), stream="temporal", name="flow_backbone")
-    outputs = {"r": spatial(FoldSegments()(rgb))["features"], "f": temporal(FoldSegments()(flow))["features"]}
-    model = keras.Model({"rgb": rgb, "flow": flow}, outputs)
-    model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss={"r": "mse", "f": "mse"})
-    return model
-
-
 def parameter_rows(model, backbone, size, classes):
     reference = get_backbone(backbone, (size, size, 3), name="reference").count_params() + 2048 * classes + classes
     rgb_path = keras.Model(model.input, model.get_layer("rgb_probabilities").output).count_params()
@@ -78,9 +66,10 @@ def bench_model(args):
         return model
 
     joint, phase = cma(None), cma("rgb")
-    floor = bare_backbones(args.backbone, size, segments, flow_length)
+    floor, zeros = bare_backbones(
+        args.backbone, size, flow_length, batch, rgb_segments=segments, flow_segments=segments
+    )
     data = repeat_batch(x, y)
-    zeros = {k: np.zeros((batch * segments, 2048), "float32") for k in ("r", "f")}
     floor_data = repeat_batch(x, zeros)
     medians = interleaved_medians(
         [

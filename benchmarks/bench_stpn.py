@@ -17,32 +17,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _floors import bare_backbones  # noqa: E402
 from _report import markdown_table, write_section  # noqa: E402
 from _timing import interleaved_medians, median_fit_step, repeat_batch  # noqa: E402
 
-from keras_twostream.backbones import get_backbone  # noqa: E402
-from keras_twostream.layers import FoldSegments  # noqa: E402
 from keras_twostream.models.stpn import build_stpn  # noqa: E402
-
-
-def bare_backbones(backbone, image_size, flow_length, paths):
-    """The floor: both backbones' pooled features (P flow chunks folded into the batch)."""
-    rgb = keras.Input((1, image_size, image_size, 3), name="rgb")
-    flow = keras.Input((paths, image_size, image_size, 2 * flow_length), name="flow")
-    spatial = get_backbone(backbone, (image_size, image_size, 3), name="spatial_backbone")
-    temporal = get_backbone(
-        backbone,
-        (image_size, image_size, 2 * flow_length),
-        stream="temporal",
-        name="temporal_backbone",
-    )
-    outputs = {
-        "s": spatial(FoldSegments()(rgb))["features"],
-        "t": temporal(FoldSegments()(flow))["features"],
-    }
-    model = keras.Model({"rgb": rgb, "flow": flow}, outputs)
-    model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss={"s": "mse", "t": "mse"})
-    return model
 
 
 def main(argv=None):
@@ -73,12 +52,8 @@ def main(argv=None):
         seed=0,
     )
     ours.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9))
-    floor = bare_backbones(args.backbone, size, flow_length, paths)
+    floor, zeros = bare_backbones(args.backbone, size, flow_length, batch, flow_segments=paths)
     ours_ds = repeat_batch(x, y)
-    zeros = {
-        "s": np.zeros((batch, floor.output["s"].shape[-1]), "float32"),
-        "t": np.zeros((batch * paths, floor.output["t"].shape[-1]), "float32"),
-    }
     floor_ds = repeat_batch(x, zeros)
 
     medians = interleaved_medians(
