@@ -8,15 +8,19 @@ import argparse
 import os
 import sys
 
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line, exit status 2."""
+# Defined in a module of its own: `python -m keras_twostream.cli` runs this file as `__main__`,
+# and the commands must raise the very class `main` catches.
+from keras_twostream.commands import UserError  # noqa: F401 - re-exported
 
 
 def _add_demo(sub):
-    p = sub.add_parser("demo", help="generate the synthetic dataset, train both streams, evaluate, save")
+    p = sub.add_parser(
+        "demo", help="generate the synthetic dataset, train both streams, evaluate, save"
+    )
     p.add_argument("--output", default="keras_twostream_outputs/demo", help="output folder")
-    p.add_argument("--cache", default=None, help="dataset cache folder (default: ~/.cache/keras_twostream)")
+    p.add_argument(
+        "--cache", default=None, help="dataset cache folder (default: ~/.cache/keras_twostream)"
+    )
     p.add_argument("--epochs", type=int, default=None, help="training epochs per stream")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a tiny run for smoke tests")
@@ -26,7 +30,9 @@ def _add_demo(sub):
 def _run_demo(args):
     from keras_twostream.demo import run_demo
 
-    run_demo(output=args.output, cache=args.cache, epochs=args.epochs, seed=args.seed, quick=args.quick)
+    run_demo(
+        output=args.output, cache=args.cache, epochs=args.epochs, seed=args.seed, quick=args.quick
+    )
 
 
 def _add_extract(sub):
@@ -35,11 +41,17 @@ def _add_extract(sub):
         help="decode videos into RGB JPEGs and quantised optical flow (TSN/MMAction2 layout)",
     )
     p.add_argument("videos_dir", help="folder of videos (searched recursively)")
-    p.add_argument("out_dir", help="output folder: OUT_DIR/<video>/img_00001.jpg, x_00001.jpg, y_00001.jpg")
+    p.add_argument(
+        "out_dir", help="output folder: OUT_DIR/<video>/img_00001.jpg, x_00001.jpg, y_00001.jpg"
+    )
     p.add_argument("--flow", choices=["tvl1", "dis", "farneback", "none"], default="tvl1")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
-    p.add_argument("--short-side", type=int, default=256, help="resize so the short side has this size")
-    p.add_argument("--bound", type=float, default=20.0, help="flow is clipped to +-bound before quantisation")
+    p.add_argument(
+        "--short-side", type=int, default=256, help="resize so the short side has this size"
+    )
+    p.add_argument(
+        "--bound", type=float, default=20.0, help="flow is clipped to +-bound before quantisation"
+    )
     p.set_defaults(func=_run_extract)
 
 
@@ -60,9 +72,24 @@ def _run_extract(args):
 def _add_scan(sub):
     from keras_twostream.data import scan
 
-    p = sub.add_parser("scan", help="report every unreadable video or incomplete frame folder of a dataset")
+    p = sub.add_parser(
+        "scan", help="report every unreadable video or incomplete frame folder of a dataset"
+    )
     scan.add_arguments(p)
     p.set_defaults(func=scan.run)
+
+
+def _add_command(module_name, help):
+    """A parser adder for `keras_twostream.commands.<module_name>` (its `add_arguments` and `run`)."""
+
+    def add(sub):
+        import importlib
+
+        module = importlib.import_module(f"keras_twostream.commands.{module_name}")
+        parser = sub.add_parser(module_name, help=help, description=module.__doc__.split("\n\n")[0])
+        module.add_arguments(parser)
+
+    return add
 
 
 def _start_tensorflow_quietly():
@@ -89,9 +116,22 @@ def _start_tensorflow_quietly():
 
 
 # Commands that only touch files (OpenCV, NumPy) and should not wait for TensorFlow.
-_FILE_COMMANDS = {"extract", "scan"}
+_FILE_COMMANDS = {"extract", "scan", "fuse"}
 
-COMMANDS = {"demo": _add_demo, "extract": _add_extract, "scan": _add_scan}
+COMMANDS = {
+    "demo": _add_demo,
+    "extract": _add_extract,
+    "scan": _add_scan,
+    "train": _add_command("train", "train a model (paper defaults) on a frame folder or videos"),
+    "evaluate": _add_command(
+        "evaluate", "the papers' test protocol: accuracy, confusion matrix, scores"
+    ),
+    "fuse": _add_command(
+        "fuse", "fuse saved per-video scores of several streams (average, weighted, SVM, adaptive)"
+    ),
+    "predict": _add_command("predict", "top-5 classes of videos, optionally an annotated preview"),
+    "export": _add_command("export", "export a model as a SavedModel (named inputs) or ONNX"),
+}
 
 
 def build_parser():
@@ -114,7 +154,7 @@ def main(argv=None):
         _start_tensorflow_quietly()
     try:
         status = args.func(args)
-    except (UserError, FileNotFoundError, ValueError) as error:
+    except (UserError, OSError, ValueError) as error:
         print(f"keras-twostream {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,5 +1,37 @@
 """Test-time protocols, score fusion and metrics."""
 
 from keras_twostream.evaluation.adaptive_fusion import AdaptiveFusion
+from keras_twostream.evaluation.fusion import (
+    FUSION_METHODS,
+    SVMFusion,
+    average_fusion,
+    fuse_scores,
+    search_fusion_weights,
+    weighted_fusion,
+)
+from keras_twostream.evaluation.metrics import (
+    classification_summary,
+    confusion_matrix,
+    mean_class_accuracy,
+    per_class_recall,
+    top_k_accuracy,
+)
+from keras_twostream.evaluation.scores import ScoreFile, load_scores, save_scores
 
-__all__ = ["AdaptiveFusion"]
+__all__ = [
+    "FUSION_METHODS",
+    "AdaptiveFusion",
+    "SVMFusion",
+    "ScoreFile",
+    "average_fusion",
+    "classification_summary",
+    "confusion_matrix",
+    "fuse_scores",
+    "load_scores",
+    "mean_class_accuracy",
+    "per_class_recall",
+    "save_scores",
+    "search_fusion_weights",
+    "top_k_accuracy",
+    "weighted_fusion",
+]

@@ -1,0 +1,421 @@
+"""`keras-twostream evaluate`: the papers' test protocol, metrics, per-video scores and a report.
+
+    keras-twostream evaluate MODEL DATA [--annotations SPLITS] [--frames 25] [--crops 10]
+
+"At test time, given a video, we sample a fixed number of frames (25 in our
+experiments) with equal temporal spacing between them. From each of the frames
+we then obtain 10 ConvNet inputs by cropping and flipping four corners and the
+center of the frame. The class scores for the whole video are then obtained by
+averaging the scores across the sampled frames and crops" (two-stream paper,
+Sect. 5; CMA Sect. 4.4, STPN Sect. 4.7 likewise). Each view is scored by the
+model rebuilt with one segment (`VideoClassifier.rebuild`); models whose
+temporal modelling needs a clip (TCLSTA's LSTM, 3-D CMA) score clips of their
+`T` frames instead: the `N` equally spaced frames are dealt into `N // T`
+interleaved clips, clip `g` holding frames `g, g + N/T, g + 2N/T, ...`, so each
+clip spans the whole video as the training clips do.
+
+Every output of the model (each stream and the fusion) is scored. Written into
+the output folder (default: next to the model, `eval_split<N>/`):
+
+- `scores.npz`: per-video scores of every output (`keras_twostream.evaluation.scores`),
+  the input of `keras-twostream fuse`; `predictions.csv`: top-1 per output;
+- `confusion_<output>.png` / `.csv` (rows: true class), `recall_<output>.png`
+  (per-class recall, Fig. 6 of the two-stream paper);
+- `report.md` linking them, `results.json`.
+
+`--splits 1 2 3` evaluates one model per split (write the model path with
+`{split}`, e.g. `runs/split{split}/best.keras`) and reports the mean over the
+splits, the UCF101/HMDB51 convention.
+"""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from keras_twostream.commands import UserError, common
+
+COMMAND = "evaluate"
+
+
+def add_arguments(parser):
+    """Adds `evaluate`'s arguments to an `argparse` parser.
+
+    Example:
+
+    >>> import argparse
+    >>> from keras_twostream.commands import evaluate
+    >>> parser = argparse.ArgumentParser()
+    >>> evaluate.add_arguments(parser)
+    >>> parser.parse_args(["best.keras", "frames", "--splits", "1", "2", "3"]).splits
+    [1, 2, 3]
+    """
+    parser.add_argument(
+        "model", help="a .keras model or a training output folder; with --splits, contains {split}"
+    )
+    parser.add_argument(
+        "data", help="frame folder from `keras-twostream extract`, or a folder of videos"
+    )
+    parser.add_argument(
+        "--annotations", help="split folder or list file (default: DATA/rawframes.txt)"
+    )
+    parser.add_argument("--format", default="auto", help="annotation format (default: detected)")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--split", type=int, default=1, help="UCF101/HMDB51 split (1, 2 or 3)")
+    split.add_argument(
+        "--splits", type=int, nargs="+", help="evaluate every split and average (e.g. 1 2 3)"
+    )
+    parser.add_argument(
+        "--subset",
+        default="test",
+        choices=["test", "train", "val", "all"],
+        help="which videos of the split to score (train: scores to fit an SVM fusion on)",
+    )
+    parser.add_argument(
+        "--frames", type=int, help="equally spaced frames per video (default: the paper's, 25)"
+    )
+    parser.add_argument(
+        "--crops", type=int, choices=[1, 3, 10], help="crops per frame (default: the paper's, 10)"
+    )
+    parser.add_argument(
+        "--batch-views", type=int, help="score at most this many views per call (memory)"
+    )
+    parser.add_argument(
+        "--skip-missing", action="store_true", help="leave out videos without a frame folder"
+    )
+    parser.add_argument(
+        "--frames-dir", help="where a folder of videos is extracted (default: DATA_frames)"
+    )
+    parser.add_argument("--output", help="output folder (default: MODEL_DIR/eval_split<N>)")
+    parser.set_defaults(func=run)
+
+
+def regroup_clips(inputs, num_frames, crops, clip_length):
+    """Deals `N` frame views into `N // T` interleaved clips of `T` frames, per crop.
+
+    Args:
+        inputs: dict of `(N * crops, 1, H, W, C)` tensors in frame-major order
+            (view `n * crops + c`), as `make_test_dataset` yields them.
+
+    Returns:
+        dict of `(G * crops, T, H, W, C)` tensors, `G = N // T`: clip `(g, c)`
+        holds frames `g, g + G, ..., g + (T - 1) G` of crop `c`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream.commands.evaluate import regroup_clips
+    >>> views = {"rgb": np.arange(4, dtype="float32").reshape(4, 1, 1, 1, 1)}  # 4 frames, 1 crop
+    >>> np.asarray(regroup_clips(views, num_frames=4, crops=1, clip_length=2)["rgb"]).reshape(2, 2).tolist()
+    [[0.0, 2.0], [1.0, 3.0]]
+    """
+    import tensorflow as tf
+
+    groups = num_frames // clip_length
+    regrouped = {}
+    for key, value in inputs.items():
+        tail = list(value.shape[2:])  # [H, W, ch], static
+        v = tf.reshape(value, [num_frames, crops, *tail])  # [N*C, 1, H, W, ch] -> [N, C, H, W, ch]
+        v = v[: groups * clip_length]
+        v = tf.reshape(v, [clip_length, groups, crops, *tail])  # frame n = t * G + g
+        v = tf.transpose(v, [1, 2, 0, 3, 4, 5])  # [T, G, C, H, W, ch] -> [G, C, T, H, W, ch]
+        regrouped[key] = tf.reshape(v, [groups * crops, clip_length, *tail])
+    return regrouped
+
+
+def scoring_model(model, spec, views):
+    """The model that scores one view: rebuilt with one segment, or the model itself for clips.
+
+    Example:
+
+    >>> from keras_twostream import build_two_stream
+    >>> from keras_twostream.commands.common import model_spec
+    >>> from keras_twostream.commands.evaluate import scoring_model
+    >>> model = build_two_stream(5, backbone="tiny", image_size=32, num_segments=3, flow_length=2)
+    >>> scoring_model(model, model_spec(model), "frame").num_segments
+    1
+    """
+    if views == "clip" or spec.segment_arg is None or spec.segments == 1:
+        return model
+    if not hasattr(model, "rebuild"):
+        raise UserError(
+            f"{model.name}: cannot rebuild the model with one segment to score single views"
+        )
+    return model.rebuild(**{spec.segment_arg: 1})
+
+
+def _test_settings(info, model_name, args):
+    from keras_twostream.commands.defaults import training_defaults
+
+    defaults = training_defaults(model_name)
+    test = info.get("test", {})
+    frames = args.frames or test.get("frames") or defaults["test_frames"]
+    crops = args.crops or test.get("crops") or defaults["test_crops"]
+    views = test.get("views") or defaults["test_views"]
+    return int(frames), int(crops), views
+
+
+def score_videos(
+    model, info, table, frames, crops, views, batch_views=None, desc="scoring", scorer=None
+):
+    """Runs the test protocol on the videos of `table`.
+
+    Args:
+        model: the trained model (its inputs decide the data).
+        info: its model card (data settings), or `{}`.
+        table: annotation table of the videos (absolute frame-folder paths).
+        frames, crops, views: the protocol (`views`: `"frame"` or `"clip"`).
+        batch_views: score at most this many views per call.
+        desc: progress bar label; `None` shows none.
+        scorer: the view-scoring model (`scoring_model(model, ...)`), built
+            once by callers that score many tables.
+
+    Returns:
+        `(scores, labels)`: dict output name -> `(n, C)` per-video mean scores,
+        and the labels `(n,)`.
+
+    Example:
+
+    >>> from keras_twostream.commands.evaluate import score_videos
+    >>> scores, labels = score_videos(model, {}, test_table, frames=25, crops=10, views="frame")  # doctest: +SKIP
+    >>> sorted(scores)  # doctest: +SKIP
+    ['fused', 'spatial', 'temporal']
+    """
+    from tqdm.auto import tqdm
+
+    from keras_twostream.data import make_test_dataset, predict_video_scores
+
+    spec = common.model_spec(model)
+    data = info.get("data", {})
+    if views == "clip" and frames < spec.segments:
+        raise UserError(
+            f"--frames {frames}: this model scores clips of {spec.segments} frames; give at least {spec.segments}"
+        )
+    dataset = make_test_dataset(
+        table,
+        modalities=spec.modalities,
+        num_frames=frames,
+        crops=crops,
+        flow_length=spec.flow_length,
+        image_size=spec.image_size,
+        num_paths=spec.num_paths,
+        diff_length=spec.diff_length,
+        rgb_normalization=data.get("rgb_normalization", "unit"),
+        flow_normalization=data.get("flow_normalization", "pixels"),
+        mean_subtract_flow=data.get("mean_subtract_flow", True),
+    )
+    if views == "clip" and spec.segments > 1:
+        dataset = dataset.map(lambda x, y: (regroup_clips(x, frames, crops, spec.segments), y))
+    if scorer is None:
+        scorer = scoring_model(model, spec, views)
+    names = {name for name, _ in common.score_outputs(model)}
+    if desc is not None:
+        dataset = tqdm(dataset, total=len(table), desc=desc, unit="video", leave=False)
+    scores, labels = predict_video_scores(
+        scorer, dataset, max_views_per_call=batch_views, return_labels=True
+    )
+    return {k: v for k, v in scores.items() if k in names}, labels
+
+
+def _write_predictions(path, ids, labels, scores, classes):
+    out = io.StringIO()
+    writer = csv.writer(out)
+    names = list(scores)
+    writer.writerow(
+        ["video", "label", *[f"{n}_prediction" for n in names], *[f"{n}_score" for n in names]]
+    )
+    for i, video in enumerate(ids):
+        top = [int(scores[n][i].argmax()) for n in names]
+        writer.writerow(
+            [
+                video,
+                classes[labels[i]] if labels[i] >= 0 else "",
+                *[classes[t] for t in top],
+                *[f"{scores[n][i, t]:.6f}" for n, t in zip(names, top, strict=True)],
+            ]
+        )
+    common.atomic_write_text(path, out.getvalue())
+
+
+def evaluate_split(model_path, args, split):
+    """Evaluates one model on one split; writes the files and returns the results dict.
+
+    Example:
+
+    >>> from keras_twostream.commands.evaluate import evaluate_split
+    >>> results, output = evaluate_split("runs/best.keras", args, split=1)  # doctest: +SKIP
+    """
+    from keras_twostream.evaluation import report
+    from keras_twostream.evaluation.metrics import classification_summary, per_class_recall
+    from keras_twostream.evaluation.scores import save_scores
+
+    model, model_path = common.load_model(model_path)
+    info = common.read_sidecar(model_path)
+    if not info:
+        common.say(
+            COMMAND,
+            f"{model_path} has no model card ({common.sidecar_path(model_path).name}): "
+            "library defaults for the data settings, classes from the data",
+        )
+    model_name = common.model_name_of(model, info)
+    extraction = info.get("data", {})
+    root = common.resolve_data(
+        args.data,
+        COMMAND,
+        frames_dir=args.frames_dir,
+        flow=extraction.get("flow") or "tvl1",
+        short_side=extraction.get("short_side") or 256,
+        bound=extraction.get("bound") or 20.0,
+    )
+    table, classes, source = common.load_table(root, args.annotations, split, args.format)
+    table = common.subset(table, args.subset)
+    if table.empty:
+        raise UserError(f"{source}: no {args.subset} videos in split {split}")
+    table = common.check_missing(table, root, source, COMMAND, skip=args.skip_missing)
+    num_classes = common.num_classes_of(model)
+    if num_classes != len(classes):
+        raise UserError(
+            f"{model_path} predicts {num_classes} classes but the data has {len(classes)} ({source}); "
+            "evaluate on data with the classes the model was trained on"
+        )
+    known = info.get("classes")
+    if known and list(known) != list(classes):
+        differ = [i for i, (a, b) in enumerate(zip(known, classes, strict=True)) if a != b]
+        common.say(
+            COMMAND,
+            f"warning: the data names its classes differently from the model card "
+            f"(first difference: label {differ[0]} is {classes[differ[0]]!r} here, {known[differ[0]]!r} "
+            "in training); accuracy assumes the labels mean the same",
+        )
+    frames, crops, views = _test_settings(info, model_name, args)
+    common.say(
+        COMMAND,
+        f"{model_name} on {len(table)} {args.subset} videos of split {split}: "
+        f"{frames} frames x {crops} crops per video ({'clips' if views == 'clip' else 'one view each'})",
+    )
+    scores, labels = score_videos(model, info, table, frames, crops, views, args.batch_views)
+    labels = labels.astype("int64")
+    ids = common.video_ids(table, root)
+
+    output = Path(args.output) if args.output else model_path.parent / f"eval_split{split}"
+    if args.splits and args.output:
+        output = output / f"split{split}"
+    output.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "model": str(model_path),
+        "model_name": model_name,
+        "data": str(root),
+        "annotations": str(source),
+        "split": split,
+        "subset": args.subset,
+        "frames": frames,
+        "crops": crops,
+        "views": views,
+    }
+    save_scores(output / "scores.npz", scores, ids, labels, classes, meta)
+    _write_predictions(output / "predictions.csv", ids, labels, scores, classes)
+
+    rows, sections = [], []
+    for name, values in scores.items():
+        summary = classification_summary(values, labels)
+        matrix = summary.pop("confusion_matrix")
+        rows.append({"output": name, **summary})
+        report.write_confusion_csv(matrix, classes, output / f"confusion_{name}.csv")
+        report.plot_confusion_matrix(
+            matrix,
+            classes,
+            output / f"confusion_{name}.png",
+            title=f"{model_name} {name}: confusion matrix (split {split})",
+        )
+        report.plot_per_class_recall(
+            per_class_recall(matrix),
+            classes,
+            output / f"recall_{name}.png",
+            title=f"{model_name} {name}: per-class recall (split {split})",
+        )
+        sections.append(
+            f"### {name}\n\n"
+            f"![confusion matrix of {name}](confusion_{name}.png)\n\n"
+            f"Counts: [confusion_{name}.csv](confusion_{name}.csv) (rows: true class, columns: predicted).\n\n"
+            f"![per-class recall of {name}](recall_{name}.png)\n"
+        )
+    table_md = report.accuracy_table(rows)
+    text = (
+        f"# Evaluation of {model_name}\n\n"
+        f"- model: `{model_path}`\n- data: `{root}` ({args.subset} videos of split {split}, "
+        f"annotations `{source}`)\n- videos: {len(ids)}, classes: {len(classes)} (chance "
+        f"{100 / len(classes):.1f}%)\n"
+        f"- protocol: {frames} equally spaced frames x {crops} crops per video"
+        f"{' (clips of ' + str(common.model_spec(model).segments) + ' frames)' if views == 'clip' else ''}, "
+        "softmax scores averaged per video\n\n"
+        f"{table_md}\n\n"
+        "Per-video scores of every output: [scores.npz](scores.npz) (`keras_twostream.evaluation.scores`; "
+        "fuse them with `keras-twostream fuse`), top-1 per video: [predictions.csv](predictions.csv).\n\n"
+        "## Confusion matrices and per-class recall\n\n" + "\n".join(sections)
+    )
+    report.write_text(output / "report.md", text)
+    results = {**meta, "videos": len(ids), "classes": len(classes), "metrics": rows}
+    common.atomic_write_text(output / "results.json", json.dumps(results, indent=2))
+    print(f"\nSplit {split}, {len(ids)} videos, {len(classes)} classes:\n{table_md}\n", flush=True)
+    common.say(COMMAND, f"report: {output / 'report.md'}; scores: {output / 'scores.npz'}")
+    return results, output
+
+
+def run(args):
+    """Runs `keras-twostream evaluate` (see the module docstring).
+
+    Example:
+
+    >>> from keras_twostream.cli import main
+    >>> main(["evaluate", "runs/split{split}", "ucf101_frames", "--annotations", "ucfTrainTestlist",
+    ...       "--splits", "1", "2", "3"])  # doctest: +SKIP
+    0
+    """
+    from keras_twostream.evaluation import report
+
+    if args.frames is not None and args.frames < 1:
+        raise UserError(f"argument --frames: expected a positive integer, got {args.frames}")
+    splits = args.splits or [args.split]
+    if len(splits) > 1 and "{split}" not in args.model:
+        raise UserError(
+            "--splits evaluates one model per split: write the model path with {split}, "
+            "e.g. runs/split{split}/best.keras"
+        )
+    all_results = []
+    for split in splits:
+        results, output = evaluate_split(args.model.replace("{split}", str(split)), args, split)
+        all_results.append((results, output))
+    if len(splits) == 1:
+        return 0
+    # The UCF101/HMDB51 convention: accuracy averaged over the splits.
+    names = [row["output"] for row in all_results[0][0]["metrics"]]
+    rows = []
+    for name in names:
+        per_split = [
+            next(r for r in res["metrics"] if r["output"] == name) for res, _ in all_results
+        ]
+        rows.append(
+            {
+                "output": name,
+                **{
+                    k: sum(r[k] for r in per_split) / len(per_split)
+                    for k in ("top1", "top5", "mean_class_accuracy")
+                },
+            }
+        )
+    table_md = report.accuracy_table(rows)
+    import os
+
+    base = (
+        Path(args.output)
+        if args.output
+        else Path(os.path.commonpath([str(Path(o).parent) for _, o in all_results]))
+    )
+    lines = [f"# Mean over splits {', '.join(map(str, splits))}\n", table_md, "", "Per split:"]
+    for (_, out), split in zip(all_results, splits, strict=True):
+        link = Path(os.path.relpath(Path(out) / "report.md", base)).as_posix()
+        lines.append(f"- split {split}: [{link}]({link})")
+    report.write_text(base / "report_mean.md", "\n".join(lines) + "\n")
+    print(f"\nMean over splits {', '.join(map(str, splits))}:\n{table_md}\n", flush=True)
+    common.say(COMMAND, f"mean report: {base / 'report_mean.md'}")
+    return 0

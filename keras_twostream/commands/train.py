@@ -1,0 +1,700 @@
+"""`keras-twostream train`: train any model of the library on a frame folder or a folder of videos.
+
+    keras-twostream train DATA --model two_stream [--annotations SPLITS] [--output DIR] ...
+
+DATA is a frame folder written by `keras-twostream extract` (with its
+`rawframes.txt` and `classes.txt`) or a folder of videos, extracted first into
+`DATA_frames`. The videos and their labels come from `--annotations` (UCF101
+`ucfTrainTestlist`, HMDB51 split folder, rawframe/video list or CSV; see
+`keras_twostream.data.load_annotations`) or from `rawframes.txt`.
+
+Every setting defaults to the model's paper (`keras_twostream.commands.defaults`).
+Training uses `model.fit` with progress bars and writes into the output folder:
+
+- `best.keras` (best validation accuracy of the primary output, or lowest loss
+  without validation data) and `last.keras`, each with its model card
+  `best.json` / `last.json` (class names, data settings; see
+  `keras_twostream.commands.common`), written atomically;
+- `history.csv` (one row per epoch), `training_curves.png`, `logs/` (TensorBoard,
+  when the `tensorboard` package is installed), `train.json` (every setting).
+
+Hook points for distribution, mixed precision and resumption
+(`keras_twostream.training`): `build_and_compile` builds and compiles the
+model inside `strategy.scope()` when given a strategy; `make_callbacks` returns
+the callback list.
+"""
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from keras_twostream.commands import UserError, common
+from keras_twostream.commands.defaults import training_defaults
+
+COMMAND = "train"
+
+
+def add_arguments(parser):
+    """Adds `train`'s arguments to an `argparse` parser.
+
+    Example:
+
+    >>> import argparse
+    >>> from keras_twostream.commands import train
+    >>> parser = argparse.ArgumentParser()
+    >>> train.add_arguments(parser)
+    >>> parser.parse_args(["frames", "--model", "cma", "--epochs", "2"]).epochs
+    2
+    """
+    parser.add_argument(
+        "data", help="frame folder from `keras-twostream extract`, or a folder of videos"
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="architecture: two_stream, stpn, cma, tclsta, mpa_sal (keras_twostream.models.MODELS)",
+    )
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--annotations", help="split folder or list file (default: DATA/rawframes.txt)"
+    )
+    group.add_argument("--format", default="auto", help="annotation format (default: detected)")
+    group.add_argument("--split", type=int, default=1, help="UCF101/HMDB51 split (1, 2 or 3)")
+    group.add_argument(
+        "--val",
+        default="test",
+        help="validation videos: 'test' (the split's test list), 'none', or a fraction of the "
+        "training videos held out, e.g. 0.1",
+    )
+    group.add_argument(
+        "--skip-missing", action="store_true", help="leave out videos without a frame folder"
+    )
+    group.add_argument(
+        "--frames-dir", help="where a folder of videos is extracted (default: DATA_frames)"
+    )
+    group.add_argument(
+        "--flow", choices=["tvl1", "dis", "farneback"], default="tvl1", help="flow for videos"
+    )
+    group.add_argument("--short-side", type=int, default=256, help="frame short side for videos")
+    group.add_argument("--workers", type=int, default=1, help="extraction processes for videos")
+    group = parser.add_argument_group("model (defaults: the model's paper)")
+    group.add_argument("--backbone", help="resnet50, resnet101, vgg16, cnn_m_2048 or tiny")
+    group.add_argument("--image-size", type=int)
+    group.add_argument("--segments", type=int, help="TSN segments K (TCLSTA: frames per clip T)")
+    group.add_argument("--flow-length", type=int, help="stacked flow fields L")
+    group.add_argument(
+        "--weights",
+        help="initialisation: imagenet, none, a backbone weights file, or a .keras model",
+    )
+    group.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other builder argument, VALUE in JSON (repeatable), e.g. fusion_dim=1024",
+    )
+    group = parser.add_argument_group("optimisation (defaults: the model's paper)")
+    group.add_argument("--epochs", type=int)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--lr", type=float, help="base learning rate")
+    group.add_argument("--lr-schedule", choices=["step", "plateau", "constant"])
+    group.add_argument(
+        "--lr-boundaries",
+        nargs="*",
+        help="step schedule: optimizer steps, or epochs with an 'ep' suffix (e.g. 40ep 80ep)",
+    )
+    group.add_argument("--lr-factor", type=float, help="learning-rate factor at each decay")
+    group.add_argument(
+        "--plateau-patience", type=int, default=5, help="epochs without improvement (plateau)"
+    )
+    group.add_argument("--momentum", type=float)
+    group.add_argument("--weight-decay", type=float)
+    group.add_argument("--clipnorm", type=float, help="global gradient-norm clipping")
+    group.add_argument(
+        "--alternate-every",
+        type=int,
+        metavar="EPOCHS",
+        help="branch-by-branch training, EPOCHS per branch (CMA: 30); 0 trains the branches jointly",
+    )
+    group = parser.add_argument_group("run")
+    group.add_argument(
+        "--output", help="output folder (default: keras_twostream_outputs/train/MODEL)"
+    )
+    group.add_argument(
+        "--seed", type=int, default=0, help="seeds Python, NumPy, the backend and the data order"
+    )
+    group.add_argument(
+        "--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output"
+    )
+    parser.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------
+# Settings.
+# --------------------------------------------------------------------------
+
+
+def _parse_model_args(items):
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UserError(f"argument --model-arg: expected KEY=VALUE, got {item!r}")
+        try:
+            parsed[key] = json.loads(value)
+        except ValueError:
+            parsed[key] = value  # a bare string
+    return parsed
+
+
+def resolve_settings(model, args):
+    """The paper defaults of `model`, with the fine-tuning values when starting from weights,
+    overridden by every argument given on the command line.
+
+    Example:
+
+    >>> from keras_twostream.cli import build_parser
+    >>> from keras_twostream.commands.train import resolve_settings
+    >>> args = build_parser().parse_args(["train", "frames", "--model", "cma", "--lr", "0.001"])
+    >>> settings = resolve_settings("cma", args)
+    >>> settings["lr"], settings["batch_size"], settings["weight_decay"]
+    (0.001, 128, 0.0005)
+    """
+    settings = training_defaults(model)
+    finetune = settings.pop("finetune", {}) or {}
+    overrides = {
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "segments": args.segments,
+        "flow_length": args.flow_length,
+        "weights": args.weights,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
+        "lr_boundaries": args.lr_boundaries,
+        "lr_factor": args.lr_factor,
+        "momentum": args.momentum,
+        "weight_decay": args.weight_decay,
+        "clipnorm": args.clipnorm,
+    }
+    weights = args.weights if args.weights is not None else settings["weights"]
+    if str(weights).lower() != "none":
+        settings.update(finetune)
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if args.epochs is not None:
+        settings["epochs"], settings["iterations"] = args.epochs, None
+    settings["plateau_patience"] = args.plateau_patience
+    if args.alternate_every is not None:
+        if args.alternate_every < 0:
+            raise UserError(
+                f"argument --alternate-every: expected >= 0 epochs, got {args.alternate_every}"
+            )
+        settings["alternating_epochs"] = args.alternate_every or None
+    for key in ("batch_size", "image_size", "segments", "flow_length"):
+        value = settings.get(key)
+        if value is not None and value < 1:
+            raise UserError(
+                f"argument --{key.replace('_', '-')}: expected a positive integer, got {value}"
+            )
+    if settings.get("epochs") is not None and settings["epochs"] < 1:
+        raise UserError(f"argument --epochs: expected a positive integer, got {settings['epochs']}")
+    if not settings["lr"] > 0:
+        raise UserError(f"argument --lr: expected a positive learning rate, got {settings['lr']}")
+    return settings
+
+
+def parse_boundaries(boundaries, steps_per_epoch):
+    """Decay points in optimizer steps: `"14000"` is a step, `"40ep"` epoch 40.
+
+    Example:
+
+    >>> from keras_twostream.commands.train import parse_boundaries
+    >>> parse_boundaries(["14000", "40ep"], steps_per_epoch=500)
+    [14000, 20000]
+    """
+    steps = []
+    for item in boundaries or []:
+        text = str(item).strip().lower()
+        try:
+            value = int(text[:-2]) * steps_per_epoch if text.endswith("ep") else int(text)
+        except ValueError:
+            raise UserError(
+                f"argument --lr-boundaries: expected steps (14000) or epochs (40ep), got {item!r}"
+            ) from None
+        steps.append(value)
+    if steps != sorted(set(steps)) or any(s < 1 for s in steps):
+        raise UserError(
+            f"argument --lr-boundaries: expected increasing positive values, got {boundaries}"
+        )
+    return steps
+
+
+def make_optimizer(settings, steps_per_epoch):
+    """SGD with momentum, the learning-rate schedule, weight decay and clipping of `settings`.
+
+    Example:
+
+    >>> from keras_twostream.commands.defaults import training_defaults
+    >>> from keras_twostream.commands.train import make_optimizer
+    >>> optimizer = make_optimizer(training_defaults("cma"), steps_per_epoch=100)
+    >>> round(float(optimizer.weight_decay), 6)
+    0.0005
+    """
+    import keras
+
+    lr = settings["lr"]
+    if settings["lr_schedule"] == "step":
+        boundaries = parse_boundaries(settings["lr_boundaries"], steps_per_epoch)
+        if boundaries:
+            lr = keras.optimizers.schedules.PiecewiseConstantDecay(
+                boundaries=boundaries,
+                values=[
+                    settings["lr"] * settings["lr_factor"] ** i for i in range(len(boundaries) + 1)
+                ],
+            )
+    kwargs = {"learning_rate": lr, "momentum": settings["momentum"]}
+    if settings.get("weight_decay"):
+        kwargs["weight_decay"] = settings["weight_decay"]
+    if settings.get("clipnorm"):
+        kwargs["global_clipnorm"] = settings["clipnorm"]
+    return keras.optimizers.SGD(**kwargs)
+
+
+def _builder_parameters(builder):
+    """Argument names the builder accepts, including those of the model class it forwards to."""
+    import inspect
+
+    import keras
+
+    signature = inspect.signature(builder)
+    names = {n for n, p in signature.parameters.items() if p.kind != p.VAR_KEYWORD}
+    if any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+        module = sys.modules.get(builder.__module__)
+        for value in vars(module).values() if module else ():
+            if (
+                isinstance(value, type)
+                and issubclass(value, keras.Model)
+                and value.__module__ == builder.__module__
+            ):
+                names |= set(inspect.signature(value.__init__).parameters) - {"self", "kwargs"}
+    return names
+
+
+def build_kwargs(builder, settings, num_classes, model_args):
+    """The builder's keyword arguments from the settings (only those the builder accepts).
+
+    Example:
+
+    >>> from keras_twostream import build_tclsta
+    >>> from keras_twostream.commands.train import build_kwargs
+    >>> build_kwargs(build_tclsta, {"segments": 4, "image_size": 112}, 9, {})
+    {'num_classes': 9, 'image_size': 112, 'num_frames': 4}
+    """
+    accepted = _builder_parameters(builder)
+    kwargs = {"num_classes": num_classes}
+    if settings.get("backbone"):
+        kwargs["backbone"] = settings["backbone"]
+    for key, names in (
+        ("image_size", ("image_size",)),
+        ("segments", ("num_segments", "num_frames")),
+        ("flow_length", ("flow_length",)),
+    ):
+        if settings.get(key) is None:
+            continue
+        name = next((n for n in names if n in accepted), None)
+        if name is not None:
+            kwargs[name] = settings[key]
+    weights = settings.get("weights")
+    if weights and str(weights).lower() != "none" and not str(weights).endswith(".keras"):
+        weight_args = sorted(
+            n
+            for n in accepted
+            if n.endswith("_weights") and n not in ("fusion_weights", "class_weights")
+        )
+        if not weight_args:
+            raise UserError(f"--weights {weights}: this model takes no backbone weights")
+        kwargs.update({name: weights for name in weight_args})
+    unknown = sorted(set(model_args) - accepted)
+    if unknown:
+        raise UserError(
+            f"argument --model-arg: the builder takes no argument {' or '.join(map(repr, unknown))}"
+        )
+    kwargs.update(model_args)
+    return kwargs
+
+
+# --------------------------------------------------------------------------
+# Hook points (issue #9 adds --strategy, --mixed-precision and resumption here).
+# --------------------------------------------------------------------------
+
+
+def build_and_compile(builder, kwargs, make_optimizer_fn, strategy=None, init_from=None):
+    """Builds the model, copies initial weights, and compiles it, inside `strategy.scope()` if given.
+
+    Args:
+        builder: a builder of `keras_twostream.models.MODELS`.
+        kwargs: its keyword arguments.
+        make_optimizer_fn: a function of no arguments returning the optimizer
+            (called inside the scope, so its variables live there).
+        strategy: a `tf.distribute.Strategy`, or `None`.
+        init_from: a `.keras` model whose weights initialise the new one, or `None`.
+
+    Returns:
+        The compiled model.
+
+    Example:
+
+    >>> from keras_twostream import build_two_stream
+    >>> from keras_twostream.commands.train import build_and_compile
+    >>> import keras
+    >>> model = build_and_compile(build_two_stream, {"num_classes": 5, "backbone": "tiny", "image_size": 32,
+    ...     "flow_length": 2}, lambda: keras.optimizers.SGD(0.01))
+    >>> model.optimizer.__class__.__name__
+    'SGD'
+    """
+    import contextlib
+
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        try:
+            model = builder(**kwargs)
+        except (ValueError, TypeError) as error:
+            raise UserError(f"cannot build the model: {common.first_line(error)}") from None
+        except Exception as error:  # noqa: BLE001 - e.g. an ImageNet download without network
+            raise UserError(
+                f"cannot build the model ({type(error).__name__}: {common.first_line(error)}); "
+                "with --weights imagenet the weights are downloaded once into ~/.keras/models"
+            ) from None
+        if init_from is not None:
+            _copy_weights(init_from, model, kwargs["num_classes"])
+        model.compile(optimizer=make_optimizer_fn())
+    return model
+
+
+def _copy_weights(path, model, num_classes):
+    source, path = common.load_model(path)
+    theirs = common.num_classes_of(source)
+    if theirs != num_classes:
+        raise UserError(
+            f"{path} predicts {theirs} classes but the data has {num_classes}; "
+            "train on data with the same classes, or start from backbone weights"
+        )
+    ours, weights = model.weights, source.get_weights()
+    if len(weights) != len(ours) or any(
+        tuple(w.shape) != tuple(v.shape) for w, v in zip(weights, ours, strict=False)
+    ):
+        raise UserError(
+            f"{path}: its weights do not fit this model (built with other architecture arguments); "
+            "use the same --model, --backbone, --image-size, --segments and --flow-length"
+        )
+    model.set_weights(weights)
+
+
+def checkpoint_callback(best_path, last_path, monitors, sidecar):
+    """A callback saving `last.keras` every epoch and `best.keras` when the monitored value improves.
+
+    Each file is written to a temporary name and renamed into place, with its
+    model card (`common.write_sidecar`). The monitored value is the first of
+    `monitors` present in the epoch's logs (a loss is minimised, anything else
+    maximised); the callback's `monitor`, `best` and `best_epoch` tell the result.
+
+    Example:
+
+    >>> from keras_twostream.commands.train import checkpoint_callback
+    >>> callback = checkpoint_callback("runs/best.keras", "runs/last.keras", ["val_fused_accuracy", "val_loss"], {})
+    >>> callback.monitor is None  # chosen at the first epoch end
+    True
+    """
+    import shutil
+
+    import keras
+
+    class AtomicCheckpoint(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.best = None
+            self.best_epoch = None
+            self.monitor = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            temp = Path(last_path).with_name(f".last.tmp-{os.getpid()}.keras")
+            self.model.save(temp)
+            os.replace(temp, last_path)
+            common.write_sidecar(last_path, sidecar)
+            if self.monitor is None:
+                self.monitor = next((m for m in monitors if m in logs), None)
+            if self.monitor is None:
+                return
+            value = float(logs[self.monitor])
+            minimise = self.monitor.endswith("loss")
+            if self.best is None or (value < self.best if minimise else value > self.best):
+                self.best, self.best_epoch = value, epoch + 1
+                # The same bytes as last.keras: copy instead of saving twice.
+                temp = Path(best_path).with_name(f".best.tmp-{os.getpid()}.keras")
+                shutil.copyfile(last_path, temp)
+                os.replace(temp, best_path)
+                common.write_sidecar(best_path, sidecar)
+
+    return AtomicCheckpoint()
+
+
+def make_callbacks(settings, output, model, has_validation, sidecar, primary):
+    """The callbacks of a training run: checkpoints, CSV history, TensorBoard, schedules.
+
+    Returns:
+        `(callbacks, checkpoint)`: the list for `model.fit`, and the checkpoint
+        callback (its `best`, `best_epoch` and `monitor` after training).
+
+    Example:
+
+    >>> from keras_twostream.commands.train import make_callbacks
+    >>> callbacks, checkpoint = make_callbacks(settings, output, model, True, card, "fused")  # doctest: +SKIP
+    """
+    import importlib.util
+
+    import keras
+
+    prefix = "val_" if has_validation else ""
+    # Keras names a single output's metric "accuracy", several outputs' "<output>_accuracy".
+    accuracy = "accuracy" if len(model.outputs) == 1 else f"{primary}_accuracy"
+    monitors = [f"{prefix}{accuracy}", f"{prefix}loss"]
+    checkpoint = checkpoint_callback(
+        output / "best.keras", output / "last.keras", monitors, sidecar
+    )
+    callbacks = [checkpoint, keras.callbacks.CSVLogger(str(output / "history.csv"))]
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output / "logs")))
+    else:
+        common.say(COMMAND, "TensorBoard logs skipped: the tensorboard package is not installed")
+    if settings["lr_schedule"] == "plateau":
+        callbacks.append(
+            # CMA Sect. 4.4 / TCLSTA Sect. IV-B-1: decay when the (validation) accuracy stalls.
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=f"{prefix}{accuracy}",
+                mode="max",
+                factor=settings["lr_factor"],
+                patience=settings["plateau_patience"],
+                verbose=1,
+            )
+        )
+    if settings.get("alternating_epochs") and hasattr(model, "set_training_branch"):
+        from keras_twostream.training import AlternatingSchedule
+
+        callbacks.append(
+            AlternatingSchedule(
+                settings["alternating_epochs"],
+                reset_learning_rate=settings["lr_schedule"] != "step",
+            )
+        )
+    return callbacks, checkpoint
+
+
+# --------------------------------------------------------------------------
+# The command.
+# --------------------------------------------------------------------------
+
+
+def _split_tables(table, args, source):
+    train = common.subset(table, "train")
+    if train.empty:
+        raise UserError(f"{source}: no training videos (split 'train') in split {args.split}")
+    val_mode = str(args.val).strip().lower()
+    if val_mode == "none":
+        return train, None
+    if val_mode == "test":
+        test = common.subset(table, "test")
+        if test is train or test.empty:
+            common.say(COMMAND, f"no test list in {source}: training without validation data")
+            return train, None
+        common.say(
+            COMMAND,
+            "validating on the test split, as the papers' code does (best.keras is chosen on it); "
+            "pass --val 0.1 to hold out training videos instead",
+        )
+        return train, test
+    try:
+        fraction = float(val_mode)
+    except ValueError:
+        raise UserError(
+            f"argument --val: expected 'test', 'none' or a fraction, got {args.val!r}"
+        ) from None
+    if not 0 < fraction < 1:
+        raise UserError(f"argument --val: expected a fraction between 0 and 1, got {args.val!r}")
+    import numpy as np
+
+    order = np.random.default_rng(args.seed).permutation(len(train))
+    count = max(1, round(fraction * len(train)))
+    if count >= len(train):
+        raise UserError(
+            f"argument --val: holding out {count} of {len(train)} training videos leaves none"
+        )
+    return train.iloc[np.sort(order[count:])], train.iloc[np.sort(order[:count])]
+
+
+def _rgb_normalization(settings, model):
+    # keras.applications' ImageNet ResNet and VGG weights expect Caffe preprocessing.
+    backbone = str(settings.get("backbone") or model.get_config().get("backbone") or "")
+    if str(settings.get("weights")).lower() == "imagenet" and (
+        backbone.startswith("resnet") or backbone.startswith("vgg")
+    ):
+        return "caffe"
+    return "unit"
+
+
+def run(args):
+    """Runs `keras-twostream train` (see the module docstring).
+
+    Example:
+
+    >>> from keras_twostream.cli import main
+    >>> main(["train", "ucf101_frames", "--annotations", "ucfTrainTestlist", "--model", "two_stream"])  # doctest: +SKIP
+    0
+    """
+    import keras
+
+    from keras_twostream.data import make_dataset
+    from keras_twostream.models import MODELS
+
+    name = args.model
+    if name not in MODELS:
+        raise UserError(
+            f"argument --model: invalid choice: {name!r} (choose from {', '.join(sorted(MODELS))})"
+        )
+    settings = resolve_settings(name, args)
+    model_args = {**settings.pop("model_args", {}), **_parse_model_args(args.model_arg)}
+    output = Path(args.output or Path("keras_twostream_outputs") / "train" / name)
+    keras.utils.set_random_seed(args.seed)
+
+    # === Data: checked before any model is built ===
+    root = common.resolve_data(
+        args.data,
+        COMMAND,
+        frames_dir=args.frames_dir,
+        flow=args.flow,
+        short_side=args.short_side,
+        workers=args.workers,
+    )
+    table, classes, source = common.load_table(root, args.annotations, args.split, args.format)
+    train_table, val_table = _split_tables(table, args, source)
+    train_table = common.check_missing(train_table, root, source, COMMAND, skip=args.skip_missing)
+    if val_table is not None:
+        val_table = common.check_missing(val_table, root, source, COMMAND, skip=args.skip_missing)
+    num_classes = len(classes)
+    if num_classes < 2:
+        raise UserError(f"{source}: {num_classes} class; classification needs at least 2")
+
+    # === Model ===
+    batch_size = settings["batch_size"]
+    steps_per_epoch = math.ceil(len(train_table) / batch_size)
+    epochs = settings.get("epochs") or max(1, math.ceil(settings["iterations"] / steps_per_epoch))
+    if not settings.get("epochs"):
+        common.say(
+            COMMAND,
+            f"{settings['iterations']} iterations (the paper's) = {epochs} epochs of {steps_per_epoch} steps",
+        )
+    weights = settings.get("weights")
+    init_from = weights if weights and str(weights).endswith(".keras") else None
+    if weights and str(weights).lower() not in ("none", "imagenet") and not os.path.isfile(weights):
+        raise UserError(
+            f"argument --weights: {weights}: no such file (expected imagenet, none or a file)"
+        )
+    kwargs = build_kwargs(MODELS[name], settings, num_classes, model_args)
+    model = build_and_compile(
+        MODELS[name], kwargs, lambda: make_optimizer(settings, steps_per_epoch), init_from=init_from
+    )
+    spec = common.model_spec(model)
+    outputs = [n for n, _ in common.score_outputs(model)]
+    primary = common.primary_output(outputs)
+
+    data_settings = {
+        "modalities": list(spec.modalities),
+        "image_size": spec.image_size,
+        "segments": spec.segments,
+        "flow_length": spec.flow_length,
+        "diff_length": spec.diff_length,
+        "num_paths": spec.num_paths,
+        "rgb_normalization": _rgb_normalization(settings, model),
+        "flow_normalization": settings["flow_normalization"],
+        "mean_subtract_flow": settings["mean_subtract_flow"],
+        **common.extraction_settings(train_table),
+    }
+    pipeline_args = dict(
+        modalities=spec.modalities,
+        num_segments=spec.segments,
+        flow_length=spec.flow_length,
+        diff_length=spec.diff_length,
+        num_paths=spec.num_paths,
+        image_size=spec.image_size,
+        rgb_normalization=data_settings["rgb_normalization"],
+        flow_normalization=settings["flow_normalization"],
+        mean_subtract_flow=settings["mean_subtract_flow"],
+        num_classes=num_classes,
+    )
+    train_ds = make_dataset(
+        train_table, training=True, batch_size=batch_size, seed=args.seed, **pipeline_args
+    )
+    val_ds = None
+    if val_table is not None:
+        val_ds = make_dataset(val_table, training=False, batch_size=batch_size, **pipeline_args)
+
+    # === Outputs ===
+    output.mkdir(parents=True, exist_ok=True)
+    sidecar = {
+        "model": name,
+        "classes": classes,
+        "outputs": outputs,
+        "data": data_settings,
+        "test": {
+            "frames": settings["test_frames"],
+            "crops": settings["test_crops"],
+            "views": settings["test_views"],
+        },
+        "training": {k: v for k, v in settings.items()},
+        "builder_args": {k: v for k, v in kwargs.items() if k not in ("num_classes",)},
+    }
+    run_info = {
+        **sidecar,
+        "command": sys.argv,
+        "data_root": str(root),
+        "annotations": str(source),
+        "split": args.split,
+        "train_videos": len(train_table),
+        "val_videos": 0 if val_table is None else len(val_table),
+        "epochs": epochs,
+        "seed": args.seed,
+    }
+    common.atomic_write_text(output / "train.json", json.dumps(run_info, indent=2, default=str))
+    callbacks, checkpoint = make_callbacks(
+        settings, output, model, val_ds is not None, sidecar, primary
+    )
+
+    common.say(
+        COMMAND,
+        f"{name}: {len(train_table)} training and {0 if val_table is None else len(val_table)} validation "
+        f"videos, {num_classes} classes; {epochs} epochs of {steps_per_epoch} steps (batch {batch_size}, "
+        f"lr {settings['lr']:g}, {settings['lr_schedule']} schedule)",
+    )
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=args.verbose,
+        shuffle=False,
+    )
+
+    from keras_twostream.evaluation.report import plot_training_curves
+
+    curves = output / "training_curves.png"
+    plot_training_curves(history.history, curves, title=f"{name} on {Path(args.data).name}")
+    if checkpoint.monitor:
+        common.say(
+            COMMAND,
+            f"best {checkpoint.monitor} = {checkpoint.best:.4f} at epoch {checkpoint.best_epoch}",
+        )
+    common.say(COMMAND, f"checkpoints: {output / 'best.keras'}, {output / 'last.keras'}")
+    common.say(COMMAND, f"history: {output / 'history.csv'}; curves: {curves}")
+    return 0

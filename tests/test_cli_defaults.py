@@ -1,0 +1,75 @@
+"""Paper defaults of `keras-twostream train`: complete, consistent with the models, applied as documented."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from keras_twostream.cli import build_parser
+from keras_twostream.commands import UserError
+from keras_twostream.commands.defaults import PAPER_DEFAULTS, markdown_table, training_defaults
+from keras_twostream.commands.train import make_optimizer, parse_boundaries, resolve_settings
+
+
+def _train_args(*extra):
+    return build_parser().parse_args(["train", "data", *extra])
+
+
+def test_every_model_has_paper_defaults_and_the_table_lists_them():
+    from keras_twostream.models import MODELS
+
+    assert set(MODELS) <= set(PAPER_DEFAULTS)
+    table = markdown_table()
+    for name in ("two_stream", "stpn", "cma", "tclsta", "mpa_sal"):
+        assert f" {name} |" in table.splitlines()[0]
+    assert "Sect. 4.4, Training" in table and "Sect. 5, Testing" in table
+
+
+@pytest.mark.parametrize("name", ["two_stream", "stpn", "cma", "tclsta"])
+def test_defaults_agree_with_the_models_compile_defaults(name):
+    """The command line and `model.compile()` give the same paper optimizer."""
+    from keras_twostream.models import CMA, STPN, TCLSTA, TwoStream
+
+    cls = {"two_stream": TwoStream, "stpn": STPN, "cma": CMA, "tclsta": TCLSTA}[name]
+    defaults = training_defaults(name)
+    optimizer = cls.default_optimizer(SimpleNamespace(backbone=defaults["backbone"]))
+    rate = optimizer.learning_rate
+    first = float(rate(0)) if callable(rate) else float(np.asarray(rate))
+    assert first == pytest.approx(defaults["lr"])
+    assert float(optimizer.momentum) == pytest.approx(defaults["momentum"])
+    assert float(optimizer.weight_decay or 0.0) == pytest.approx(defaults["weight_decay"])
+
+
+def test_settings_start_from_the_paper_and_take_the_command_line():
+    settings = resolve_settings("two_stream", _train_args("--model", "two_stream"))
+    assert settings["lr_boundaries"] == ["50000", "70000"] and settings["iterations"] == 80000
+    # Fine-tuning from pretrained weights switches to the paper's fine-tuning schedule (Sect. 5).
+    settings = resolve_settings(
+        "two_stream", _train_args("--model", "two_stream", "--weights", "w.h5")
+    )
+    assert settings["lr_boundaries"] == ["14000"] and settings["iterations"] == 20000
+    settings = resolve_settings(
+        "cma", _train_args("--model", "cma", "--epochs", "3", "--lr", "0.5")
+    )
+    assert settings["epochs"] == 3 and settings["iterations"] is None and settings["lr"] == 0.5
+    assert settings["weight_decay"] == 5e-4 and settings["alternating_epochs"] == 30
+    settings = resolve_settings("cma", _train_args("--model", "cma", "--alternate-every", "0"))
+    assert settings["alternating_epochs"] is None
+    with pytest.raises(UserError, match="--batch-size"):
+        resolve_settings("cma", _train_args("--model", "cma", "--batch-size", "0"))
+
+
+def test_step_schedule_in_steps_and_epochs():
+    assert parse_boundaries(["40ep", "1000"], steps_per_epoch=10) == [400, 1000]
+    with pytest.raises(UserError, match="increasing"):
+        parse_boundaries(["50", "10"], steps_per_epoch=1)
+    with pytest.raises(UserError, match="40ep"):
+        parse_boundaries(["forty"], steps_per_epoch=1)
+    settings = {**training_defaults("mpa_sal"), "clipnorm": 40.0}
+    optimizer = make_optimizer(settings, steps_per_epoch=10)
+    import keras
+
+    schedule = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+    rates = [float(schedule(step)) for step in (0, 399, 401, 799, 801)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-4, 1e-4, 1e-5], rtol=1e-6)
+    assert float(optimizer.global_clipnorm) == 40.0
