@@ -38,9 +38,15 @@ def apply_tiny_stem(x, synchronized=False):
 def apply_basic_block(x, filters, stride=1, synchronized=False, name=None):
     """A basic residual block: 3x3 conv, BN, ReLU, 3x3 conv, BN, add, ReLU."""
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(
-            filters, 1, strides=stride, use_bias=False, name=f"{name}_0_conv"
-        )(x)
+        # The projection shortcut, a 1x1 convolution with stride 2, written as the identical
+        # subsample-then-1x1-convolution: TensorFlow 2.21's oneDNN kernel for an 8->16 channel
+        # strided 1x1 convolution corrupts the heap in training when the batch is odd (measured
+        # here: batch 3 or 9 crashes with "corrupted size vs. prev_size"; batch 4 is fine).
+        if stride != 1:
+            x_sub = keras.layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_subsample")(x)
+        else:
+            x_sub = x
+        shortcut = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_0_conv")(x_sub)
         shortcut = batch_norm(f"{name}_0_bn", synchronized)(shortcut)
     else:
         shortcut = x
