@@ -26,6 +26,7 @@ _MODEL_NAMES = (
     "STPN",
     "CMA",
     "TCLSTA",
+    "MPASAL",
 )
 _SUBMODULES = (
     "layers",

@@ -2,6 +2,8 @@
 
 from keras_twostream.models.base import MaskedSparseCategoricalAccuracy, VideoClassifier
 from keras_twostream.models.cma import CMA, CMA3D, build_cma, build_cma_3d
+from keras_twostream.models.mpa_sal import ABLATIONS as MPA_SAL_ABLATIONS
+from keras_twostream.models.mpa_sal import MPASAL, build_mpa_sal
 from keras_twostream.models.semantic_autoencoder import SemanticAutoencoder, train_semantic_encoder
 from keras_twostream.models.stpn import ABLATIONS as STPN_ABLATIONS
 from keras_twostream.models.stpn import STPN, build_stpn
@@ -31,6 +33,7 @@ MODELS = {
     "cma_3d": build_cma_3d,
     "tclsta": build_tclsta,
     "stpn": build_stpn,
+    "mpa_sal": build_mpa_sal,
 }
 
 __all__ = [
@@ -39,6 +42,8 @@ __all__ = [
     "CMA",
     "CMA3D",
     "MODELS",
+    "MPASAL",
+    "MPA_SAL_ABLATIONS",
     "MaskedSparseCategoricalAccuracy",
     "STPN",
     "STPN_ABLATIONS",
@@ -47,6 +52,7 @@ __all__ = [
     "VideoClassifier",
     "build_cma",
     "build_cma_3d",
+    "build_mpa_sal",
     "build_stpn",
     "build_tclsta",
     "build_two_stream",

@@ -123,6 +123,14 @@ class SemanticAutoencoder(keras.Model):
         return cls(**config)
 
 
+def _num_replicas():
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
 class _RepeatedBatch(keras.utils.PyDataset):
     """The same `(labels, labels)` batch `steps` times: one `fit` epoch of `steps` steps.
 
@@ -205,11 +213,14 @@ def train_semantic_encoder(
         name="semantic_autoencoder",
     )
     labels = np.eye(num_classes, dtype="float32")  # every one-hot label, one full batch
+    # Inside a tf.distribute strategy scope (a model built under MirroredStrategy trains its
+    # encoder here), every replica gets the whole label set: an uneven split of K rows fails.
+    batch = np.tile(labels, (_num_replicas(), 1))
     autoencoder.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.CategoricalCrossentropy(),
     )
-    autoencoder.fit(_RepeatedBatch(labels, epochs), epochs=1, shuffle=False, verbose=0)
+    autoencoder.fit(_RepeatedBatch(batch, epochs), epochs=1, shuffle=False, verbose=0)
     reconstructed = np.argmax(keras.ops.convert_to_numpy(autoencoder(labels)), axis=-1)
     wrong = np.flatnonzero(reconstructed != np.arange(num_classes))
     if wrong.size:
