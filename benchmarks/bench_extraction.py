@@ -1,16 +1,21 @@
 """Extraction speed: frames/s per flow algorithm against the bare OpenCV flow call, and 1 vs 2 workers.
 
 Part 1 times `extract_video` (decode, resize to short side 256, grayscale, optical flow,
-8-bit quantisation, three JPEG writes per frame, meta.json) on the real videos, next to its
-floor: the same OpenCV flow call alone on the same frames, decoded beforehand. TV-L1 runs on
-the first `--tvl1-frames` frames of each video, since it is slow. Part 2 times
-`extract_videos` on copies of the videos with 1 and 2 worker processes (aim: >= 1.8x).
+8-bit quantisation, three JPEG writes per frame, flow means, meta.json) on the real videos,
+next to its floor: the same OpenCV flow call alone on the same frames, decoded beforehand.
+TV-L1 runs on the first `--tvl1-frames` frames of each video, since it is slow. Part 2 times
+`extract_videos` on copies of the videos with 1 worker on one thread, 2 workers on one thread
+each (aim: >= 1.8x), and the default single worker, whose OpenCV spreads the flow over all
+cores. Each run also records the CPU time of this process and its workers, and the load
+average of the machine, since on a shared machine the wall clock shows the share of the cores
+the run got as much as the speed of the code.
 
     python benchmarks/bench_extraction.py [--rounds 3] [--tvl1-frames 5] [--worker-algorithms dis farneback] [--no-write]
 """
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -70,7 +75,71 @@ def time_floor(decoded, algorithm):
     return time.perf_counter() - start, pairs
 
 
-def time_workers(videos, copies, algorithm, short_side, workers, scratch, one_thread=False):
+def step_costs(video, algorithm, short_side):
+    """CPU ms per frame of each step of `extract_video`, on one thread (a profile, not a race).
+
+    The same library calls as `extract_video`, timed one by one with `time.process_time`.
+    """
+    import numpy as np
+
+    from keras_twostream.data.flow import quantize_flow
+
+    steps = dict.fromkeys(
+        ["decode + resize", "flow", "quantise", "RGB JPEG write", "flow JPEG writes", "flow means"],
+        0.0,
+    )
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95]
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    scratch = Path(tempfile.mkdtemp(prefix="bench_steps_"))
+    try:
+        solver, previous, count = OpticalFlow(algorithm), None, 0
+        frames = iter(VideoReader(video, short_side=short_side, channel_order="bgr", threads=1))
+        while True:
+            t = time.process_time()
+            frame = next(frames, None)
+            steps["decode + resize"] += time.process_time() - t
+            if frame is None:
+                break
+            count += 1
+            t = time.process_time()
+            cv2.imwrite(str(scratch / "img.jpg"), frame, params)
+            steps["RGB JPEG write"] += time.process_time() - t
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            if previous is not None:
+                t = time.process_time()
+                field = solver(previous, gray)
+                steps["flow"] += time.process_time() - t
+                t = time.process_time()
+                quantized = quantize_flow(field, 20.0)
+                steps["quantise"] += time.process_time() - t
+                for c in range(2):
+                    t = time.process_time()
+                    ok, encoded = cv2.imencode(
+                        ".jpg", np.ascontiguousarray(quantized[..., c]), params
+                    )
+                    (scratch / "xy.jpg").write_bytes(encoded.tobytes())
+                    steps["flow JPEG writes"] += time.process_time() - t
+                    t = time.process_time()
+                    cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE).mean(dtype=np.float64)
+                    steps["flow means"] += time.process_time() - t
+            previous = gray
+    finally:
+        cv2.setNumThreads(threads)
+        shutil.rmtree(scratch, ignore_errors=True)
+    total = sum(steps.values())
+    return {k: (v / count * 1000, v / total) for k, v in steps.items()}, count
+
+
+def cpu_seconds():
+    """CPU time of this process and of its finished (joined) children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def time_workers(videos, copies, algorithm, short_side, workers, threads, scratch):
+    """(wall seconds, CPU seconds, frames, load average) of one `extract_videos` run."""
     source = scratch / "videos"
     if not source.exists():
         for c in range(copies):
@@ -79,20 +148,20 @@ def time_workers(videos, copies, algorithm, short_side, workers, scratch, one_th
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(video, target)
     out = scratch / f"out_{algorithm}_{workers}"
-    threads = cv2.getNumThreads()
-    if one_thread:  # OpenCV's own threads only; FFmpeg keeps its decoding threads
-        cv2.setNumThreads(1)
-    try:
-        start = time.perf_counter()
-        summary = extract_videos(
-            source, out, flow=algorithm, workers=workers, short_side=short_side, progress=False
-        )
-        seconds = time.perf_counter() - start
-    finally:
-        cv2.setNumThreads(threads)
+    cpu, start = cpu_seconds(), time.perf_counter()
+    summary = extract_videos(
+        source,
+        out,
+        flow=algorithm,
+        workers=workers,
+        threads=threads,
+        short_side=short_side,
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
     assert not summary.failed, summary.failed
     shutil.rmtree(out)
-    return seconds, summary.frames
+    return seconds, cpu_seconds() - cpu, summary.frames, os.getloadavg()[0]
 
 
 def main(argv=None):
@@ -146,34 +215,45 @@ def main(argv=None):
             rows1,
         )
         # === Part 2: 1 vs 2 worker processes ===
-        configs = [("1", 1, False), ("1, OpenCV on 1 thread", 1, True), ("2", 2, False)]
-        rows2 = []
+        configs = [  # (name, workers, threads per worker)
+            ("1, on 1 thread", 1, 1),
+            ("2, on 1 thread each", 2, None),
+            ("1, OpenCV default threads", 1, None),
+        ]
+        rows2, loads = [], []
+        speedups = {}
         for algorithm in args.worker_algorithms:
-            times = {name: [] for name, _, _ in configs}
-            for _ in range(args.rounds):
-                for name, workers, one_thread in configs:
-                    seconds, frames = time_workers(
-                        videos,
-                        args.copies,
-                        algorithm,
-                        args.short_side,
-                        workers,
-                        scratch,
-                        one_thread,
+            wall = {name: [] for name, _, _ in configs}
+            cpu = {name: [] for name, _, _ in configs}
+            for r in range(args.rounds):  # interleaved, each round in another order
+                for name, workers, threads in configs[r % 3 :] + configs[: r % 3]:
+                    seconds, cpu_s, frames, load = time_workers(
+                        videos, args.copies, algorithm, args.short_side, workers, threads, scratch
                     )
-                    times[name].append(seconds)
-            medians = {name: statistics.median(t) for name, t in times.items()}
+                    wall[name].append(seconds)
+                    cpu[name].append(cpu_s)
+                    loads.append(load)
+                    print(
+                        f"{algorithm} {name}: {seconds:.1f} s, CPU {cpu_s:.1f} s, load {load:.1f}"
+                    )
+            med = {name: statistics.median(t) for name, t in wall.items()}
+            med_cpu = {name: statistics.median(t) for name, t in cpu.items()}
+            one, two, default = (name for name, _, _ in configs)
+            # On idle cores, 2 workers finish in the CPU time per frame of their run spread
+            # over 2 cores: at most 2x, less by what the second process costs in CPU time.
+            projected = 2 * med_cpu[one] / med_cpu[two]
+            speedups[algorithm] = (med[one] / med[two], med[default] / med[two], projected)
             for name, _, _ in configs:
-                seconds = medians[name]
                 rows2.append(
                     [
                         algorithm,
                         name,
                         f"{len(videos) * args.copies} videos, {frames} frames",
-                        f"{seconds:.1f} s",
-                        f"{frames / seconds:.1f}",
-                        f"{medians['1'] / seconds:.2f}x",
-                        f"{medians['1, OpenCV on 1 thread'] / seconds:.2f}x",
+                        f"{med[name]:.1f} s",
+                        f"{frames / med[name]:.1f}",
+                        f"{med[one] / med[name]:.2f}x",
+                        f"{med_cpu[name] / frames * 1000:.1f}",
+                        f"{med_cpu[name] / med[name]:.2f}",
                     ]
                 )
                 print(" | ".join(map(str, rows2[-1])), flush=True)
@@ -184,31 +264,58 @@ def main(argv=None):
                 "work",
                 "median time",
                 "frames/s",
-                "speed-up vs 1 worker",
-                "vs 1 worker on 1 OpenCV thread",
+                "speed-up vs 1 worker on 1 thread",
+                "CPU ms/frame (all processes)",
+                "cores busy (CPU / wall)",
             ],
             rows2,
+        )
+        # === Part 3: where a worker's time goes ===
+        profiled = next((v for v in videos if Path(v).name == "test.mp4"), videos[0])
+        costs, profiled_frames = step_costs(profiled, "dis", args.short_side)
+        table3 = markdown_table(
+            ["step (DIS, one thread)", "CPU ms/frame", "share"],
+            [[k, f"{ms:.2f}", f"{share:.0%}"] for k, (ms, share) in costs.items()],
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(table1)
     print(table2)
+    print(table3)
     names = ", ".join(Path(v).name for v in videos)
-    load = f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    load = (
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; during part 2 "
+        f"{min(loads):.1f} to {max(loads):.1f} (median {statistics.median(loads):.1f})"
+    )
+    summary = "; ".join(
+        f"{a}: 2 workers are **{s2:.2f}x** 1 worker on 1 thread and {sd:.2f}x the default "
+        f"single worker; from the CPU time per frame, on 2 idle cores they would be "
+        f"{sp:.2f}x 1 worker on 1 thread (2 x its CPU time per frame / theirs)"
+        for a, (s2, sd, sp) in speedups.items()
+    )
     body = (
         f"Videos: {names}; short side {args.short_side}; medians of {args.rounds} interleaved "
         f"rounds. TV-L1 on the first {args.tvl1_frames} frames of each video. Load average "
-        f"of the machine (other jobs included): {load}; with {os.cpu_count()} cores, a load "
-        "above that count means the cores were shared and the worker speed-up cannot show.\n\n"
+        f"of the machine (other jobs included): {load}. With {os.cpu_count()} cores, a load "
+        "above that count means the cores were shared with other jobs: the wall clock then "
+        "shows the share of the cores a run got, and a second worker can only add what the "
+        "other jobs leave.\n\n"
         "**Per algorithm.** `extract_video` (decode, resize, grayscale, flow, quantise, three "
-        "JPEG writes per frame) against its floor, the bare OpenCV flow call on frames decoded "
-        "beforehand. One process; OpenCV uses its default threads.\n\n"
+        "JPEG writes and the flow means per frame) against its floor, the bare OpenCV flow "
+        "call on frames decoded beforehand. One process; OpenCV uses its default threads.\n\n"
         f"{table1}\n\n"
-        "**Workers.** `extract_videos` with 1 worker (in-process; OpenCV and FFmpeg use their "
-        "default threads, so one worker already uses part of the second core), the same with "
-        "OpenCV limited to 1 thread, and 2 worker processes (one OpenCV and one FFmpeg thread "
-        "each; process start-up included). Aim: >= 1.8x with 2 workers on 2 cores.\n\n"
-        f"{table2}"
+        "**Workers.** `extract_videos` with 1 worker on one OpenCV and one FFmpeg thread, "
+        "2 worker processes on one thread each (process start-up included; the largest "
+        "videos are handed out first), and the default single worker (in this process, "
+        "OpenCV and FFmpeg on their default threads: one per core). Aim: >= 1.8x from 1 to 2 "
+        "workers on 2 cores.\n\n"
+        f"{table2}\n\n"
+        f"{summary}. OpenCV runs DIS and Farneback on all cores by itself: the default "
+        "single worker already keeps more than one core busy (last column), which is why a "
+        "second worker adds less to it than to a single-threaded worker.\n\n"
+        f"**Where a worker's time goes** ({Path(profiled).name}, {profiled_frames} frames, "
+        "one thread; `time.process_time` around each step of `extract_video`):\n\n"
+        f"{table3}"
     )
     if not args.no_write:
         write_section("extraction", "Frame and optical-flow extraction", body)

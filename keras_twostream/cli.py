@@ -47,6 +47,12 @@ def _add_extract(sub):
     p.add_argument("--flow", choices=["tvl1", "dis", "farneback", "none"], default="tvl1")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OpenCV/FFmpeg threads per worker (default: all cores with 1 worker, 1 with more)",
+    )
+    p.add_argument(
         "--short-side", type=int, default=256, help="resize so the short side has this size"
     )
     p.add_argument(
@@ -63,6 +69,7 @@ def _run_extract(args):
         args.out_dir,
         flow=args.flow,
         workers=args.workers,
+        threads=args.threads,
         short_side=args.short_side,
         bound=args.bound,
     )

@@ -19,6 +19,7 @@ _LAZY = {
     "extract_videos": "keras_twostream.data.extract",
     "ExtractionSummary": "keras_twostream.data.extract",
     "read_meta": "keras_twostream.data.frames",
+    "read_flow_means": "keras_twostream.data.frames",
     "rgb_frame_path": "keras_twostream.data.frames",
     "flow_frame_paths": "keras_twostream.data.frames",
     "check_frame_folder": "keras_twostream.data.frames",

@@ -22,6 +22,7 @@ and never stops the others. Each run ends by (re)writing in `OUT_DIR`:
 - `failures.txt`: `video<TAB>reason` per failed video (removed when nothing failed).
 """
 
+import contextlib
 import json
 import os
 import queue as queue_module
@@ -32,9 +33,11 @@ import time
 from dataclasses import dataclass, field
 
 from keras_twostream.data.frames import (
+    FRAME_SUFFIX,
     META_FILE,
     flow_frame_paths,
     rgb_frame_path,
+    write_flow_means,
     write_meta,
 )
 from keras_twostream.data.video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader
@@ -57,6 +60,14 @@ class ExtractionSummary:
         failed: `(video, reason)` pairs for the videos that could not be extracted.
         frames: RGB frames written by this run.
         seconds: wall-clock duration of the run.
+
+    Example:
+
+    >>> from keras_twostream.data import ExtractionSummary
+    >>> summary = ExtractionSummary(out_dir="frames", done=["a.avi"],
+    ...                             failed=[("b.avi", "no frame decoded")])
+    >>> len(summary.done), summary.failed[0][1]
+    (1, 'no frame decoded')
     """
 
     out_dir: str
@@ -128,6 +139,9 @@ def extract_video(
     This is the per-video step of `extract_videos`; it writes in place (no temporary
     folder) and writes `meta.json` last. Flow pair `i` (`x_i`, `y_i`) is the flow from
     frame `i` to frame `i + 1`, computed on the grayscale frames at the resized size.
+    With flow it also writes `flow_means.npy`, the mean of each dequantised field as a
+    reader decodes the JPEG (`keras_twostream.data.frames.write_flow_means`), before
+    `meta.json`.
 
     Args:
         video_path: the video file.
@@ -159,6 +173,7 @@ def extract_video(
     (164, 163)
     """
     import cv2
+    import numpy as np
 
     from keras_twostream.data.flow import OpticalFlow, quantize_flow
     from keras_twostream.version import __version__
@@ -174,6 +189,20 @@ def extract_video(
     def write(path, image):
         if not cv2.imwrite(path, image, params):
             raise OSError(f"cannot write {path}")
+
+    def write_field(path, plane):
+        """Writes one quantised flow plane; returns the mean of its decoded JPEG."""
+        ok, encoded = cv2.imencode(FRAME_SUFFIX, plane, params)
+        if not ok:
+            raise OSError(f"cannot encode {path}")
+        with open(path, "wb") as f:
+            f.write(memoryview(encoded))
+        # The mean a reader sees is that of the decoded JPEG, not of `plane`: JPEG moves
+        # it by up to ~0.5 levels. OpenCV decodes with libjpeg's accurate integer IDCT,
+        # as the pipeline does (tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")).
+        return float(cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE).mean(dtype=np.float64))
+
+    means_q = []  # [mean q_x, mean q_y] of each flow pair, 0..255
 
     reader = VideoReader(
         video_path, short_side=short_side, channel_order="bgr", threads=decode_threads
@@ -192,8 +221,12 @@ def extract_video(
                 # Flow pair count-1: from frame count-1 to frame count (Sect. 3, Eq. (1)).
                 quantized = quantize_flow(solver(previous, gray), bound)
                 x_path, y_path = flow_frame_paths(out_dir, count - 1)
-                write(x_path, quantized[..., 0])
-                write(y_path, quantized[..., 1])
+                means_q.append(
+                    (
+                        write_field(x_path, np.ascontiguousarray(quantized[..., 0])),
+                        write_field(y_path, np.ascontiguousarray(quantized[..., 1])),
+                    )
+                )
             previous = gray
         if progress is not None:
             progress(1)
@@ -201,6 +234,10 @@ def extract_video(
         raise VideoDecodeError(
             video_path, f"decoded {count} frame; optical flow needs at least 2 frames"
         )
+    if solver is not None:
+        # Mean displacement in pixels: d = q * 2b/255 - b is affine, so mean(d) = this.
+        means = np.asarray(means_q, np.float64).reshape(-1, 2) * (2.0 * bound / 255.0) - bound
+        write_flow_means(out_dir, means)
     width, height = reader.output_size
     meta = {
         "algorithm": flow,
@@ -227,12 +264,33 @@ def _check_flow(flow):
         )
 
 
-def _reason(error):
+def _reason(error, video=None):
     if isinstance(error, VideoDecodeError):
         return error.reason
     if isinstance(error, FileNotFoundError):
-        return "file not found"
+        missing = getattr(error, "filename", None)
+        if missing is None or (video is not None and os.fspath(missing) == os.fspath(video)):
+            return "file not found"
+        # Not the video: name the path, so an output-side problem is not read as one.
+        return f"file not found: {missing}"
     return f"{type(error).__name__}: {error}"
+
+
+def _make_temp(temp, attempts=5):
+    """Creates a video's temporary folder and the class folders above it.
+
+    A concurrent run (another `extract` on the same output folder) removes an empty
+    class folder when its own video there fails; if that happens between creating the
+    class folder and creating `temp` inside it, `mkdir` raises FileNotFoundError: create
+    the chain again. Once `temp` exists the class folder is not empty, so it stays.
+    """
+    for attempt in range(attempts):
+        try:
+            os.makedirs(temp, exist_ok=True)
+            return
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
 
 
 def _pid_alive(pid):
@@ -270,7 +328,6 @@ def _run_job(job, progress, check_parent=None):
     index, video, final, temp, settings = job
     if os.path.exists(os.path.join(final, META_FILE)):
         return ("skipped", index, 0)
-    os.makedirs(os.path.dirname(final), exist_ok=True)
     shutil.rmtree(temp, ignore_errors=True)
     counted = [0]
 
@@ -281,6 +338,7 @@ def _run_job(job, progress, check_parent=None):
             check_parent()
 
     try:
+        _make_temp(temp)
         meta = extract_video(video, temp, progress=on_frame, **settings)
         os.rename(temp, final)
     except _ParentDied:
@@ -290,12 +348,25 @@ def _run_job(job, progress, check_parent=None):
         shutil.rmtree(temp, ignore_errors=True)
         if os.path.exists(os.path.join(final, META_FILE)):
             return ("skipped", index, 0)  # completed meanwhile by a concurrent run
-        try:
-            os.rmdir(os.path.dirname(final))  # leave no empty class folder behind
-        except OSError:
-            pass  # not empty
-        return ("failed", index, _reason(error))
+        # The class folder, if now empty, is removed by the parent once every worker
+        # is done (`_remove_empty_class_folders`). Removing it here raced with a sibling
+        # worker between its creating that folder and its temporary folder inside, so
+        # the sibling's video failed with "file not found" instead of its own reason.
+        return ("failed", index, _reason(error, video))
     return ("done", index, meta["rgb_frames"])
+
+
+def _remove_empty_class_folders(out_dir, finals):
+    """Removes the (now empty) class folders of videos that failed; run after all jobs."""
+    out_dir = os.path.normpath(out_dir)
+    for final in sorted(set(finals), key=len, reverse=True):
+        folder = os.path.dirname(os.path.normpath(final))
+        while folder != out_dir and folder.startswith(out_dir + os.sep):
+            try:
+                os.rmdir(folder)  # only when empty
+            except OSError:
+                break  # not empty (or gone): its parents are not empty either
+            folder = os.path.dirname(folder)
 
 
 def _worker_main(tasks, results, threads):
@@ -421,6 +492,7 @@ def extract_videos(
     progress=True,
     jpeg_quality=95,
     extensions=VIDEO_EXTENSIONS,
+    threads=None,
 ):
     """Extracts RGB frames and quantised optical flow for every video in a folder.
 
@@ -437,12 +509,19 @@ def extract_videos(
         out_dir: output folder (created if needed).
         flow: `"tvl1"` (default), `"dis"`, `"farneback"`, or `"none"` for RGB only.
         workers: worker processes. With 1, videos are processed in this process and
-            OpenCV uses its own threads; with more, each worker runs OpenCV on one thread.
+            OpenCV uses its own threads; with more, each worker runs OpenCV on one thread
+            and the largest videos are handed out first. OpenCV's DIS and Farneback
+            already spread one video over the cores (measured on 2 cores: one process
+            on its default threads keeps 1.7 cores busy), so `workers` = the number of
+            cores is the fastest setting but beats `workers=1` by less than that
+            number (1.16x on 2 cores with DIS; see docs/benchmarks.md).
         short_side: resize so the short side has this many pixels (`None`: keep size).
         bound: flow is clipped to `[-bound, bound]` pixels before 8-bit quantisation.
         progress: show progress bars (videos; frames per second) and print the summary.
         jpeg_quality: JPEG quality of the written frames.
         extensions: file name endings counted as videos.
+        threads: OpenCV and FFmpeg threads per worker; `None` means OpenCV's default
+            (one per core) with `workers=1` and 1 with more workers.
 
     Returns:
         An `ExtractionSummary` with `.done`, `.skipped`, `.failed` (list of
@@ -463,6 +542,12 @@ def extract_videos(
     _check_flow(flow)
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:
         raise ValueError(f"Expected workers to be an integer >= 1. Received: workers={workers!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or int(threads) != threads or threads < 1
+    ):
+        raise ValueError(
+            f"Expected threads to be an integer >= 1 or None. Received: threads={threads!r}"
+        )
     if short_side is not None and (
         isinstance(short_side, bool) or int(short_side) != short_side or short_side < 1
     ):
@@ -536,11 +621,14 @@ def extract_videos(
 
     try:
         if workers == 1 or len(jobs) <= 1:
-            for job in jobs:
-                record(_run_job(job, bar.add_frames))
+            with _opencv_threads(threads):
+                for job in jobs:
+                    job = job[:4] + ({**job[4], "decode_threads": threads},)
+                    record(_run_job(job, bar.add_frames))
         else:
-            jobs = [job[:4] + ({**job[4], "decode_threads": 1},) for job in jobs]
-            _run_pool(jobs, min(int(workers), len(jobs)), record, bar.add_frames)
+            per_worker = 1 if threads is None else int(threads)
+            jobs = [job[:4] + ({**job[4], "decode_threads": per_worker},) for job in jobs]
+            _run_pool(jobs, min(int(workers), len(jobs)), record, bar.add_frames, per_worker)
     finally:
         bar.close()
         # Our own temporary folders, if we were interrupted.
@@ -548,6 +636,7 @@ def extract_videos(
             if job[0] not in outcomes:
                 shutil.rmtree(job[3], ignore_errors=True)
 
+    failed_finals = []
     for index, (kind, value) in sorted(outcomes.items()):
         rel = videos[index]
         if kind == "done":
@@ -557,6 +646,8 @@ def extract_videos(
             summary.skipped.append(rel)
         else:
             summary.failed.append((rel, value))
+            failed_finals.append(os.path.join(out_dir, *_output_name(rel).split("/")))
+    _remove_empty_class_folders(out_dir, failed_finals)
     summary.failed.sort()
     _write_lists(out_dir, videos, summary)
     summary.seconds = time.monotonic() - start_time
@@ -584,9 +675,34 @@ def _settings_mismatch(meta_path, settings):
     return None
 
 
-def _run_pool(jobs, workers, record, add_frames):
-    pool = _Pool(workers, threads=1)
-    pending = list(reversed(jobs))
+@contextlib.contextmanager
+def _opencv_threads(threads):
+    """Sets `cv2.setNumThreads` for a block (`None`: leave it), then restores it."""
+    if threads is None:
+        yield
+        return
+    import cv2
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(int(threads))
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def _file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _run_pool(jobs, workers, record, add_frames, threads=1):
+    pool = _Pool(workers, threads=threads)
+    # Largest videos first (file size as the measure of work), so that the run does not
+    # end with one worker busy on a long video while the others idle.
+    pending = sorted(jobs, key=lambda job: _file_size(job[1]))  # pop() takes the largest
     by_index = {job[0]: job for job in jobs}
     running = {}  # job index -> worker
 

@@ -4,9 +4,11 @@ A frame folder holds the RGB frames `img_00001.jpg, img_00002.jpg, ...` (1-based
 digits) and the quantised optical flow `x_00001.jpg, y_00001.jpg, ...`, where flow pair `i`
 is the displacement field from frame `i` to frame `i + 1` (forward flow, Sect. 3 of the
 two-stream paper, Simonyan & Zisserman 2014), so a complete folder has one flow pair fewer
-than RGB frames. `keras_twostream.data.extract` also writes a `meta.json`; folders made by
-other tools (denseflow, MMAction2's `build_rawframes.py`) have none and are read with
-`bound=20` and the counts of the files present.
+than RGB frames. `keras_twostream.data.extract` also writes a `meta.json` and, with flow, a
+`flow_means.npy` (each flow field's mean, so that the training pipeline can subtract it
+without decoding whole fields; see `read_flow_means`); folders made by other tools
+(denseflow, MMAction2's `build_rawframes.py`) have neither and are read with `bound=20` and
+the counts of the files present.
 
 This module imports only the standard library, NumPy and (lazily) OpenCV, so extraction
 workers and the tf.data pipeline can both use it.
@@ -22,6 +24,7 @@ FLOW_Y_PREFIX = "y_"
 FRAME_SUFFIX = ".jpg"
 INDEX_DIGITS = 5
 META_FILE = "meta.json"
+FLOW_MEANS_FILE = "flow_means.npy"
 DEFAULT_BOUND = 20.0
 META_KEYS = (
     "algorithm",
@@ -220,6 +223,94 @@ def write_meta(directory, meta):
     return path
 
 
+def write_flow_means(directory, means):
+    """Writes `flow_means.npy`: each flow field's mean displacement, in pixels.
+
+    Row `i - 1` holds the means `(mean d^x, mean d^y)` of flow pair `i` (`x_i.jpg`,
+    `y_i.jpg`) over the whole field, taken on the values a reader gets back: the JPEG as
+    decoded by libjpeg's accurate integer IDCT (OpenCV's decoder; `tf.io.decode_jpeg` with
+    `dct_method="INTEGER_ACCURATE"` gives the same pixels), dequantised with
+    `d = q * 2 * bound / 255 - bound`. The two-stream paper's mean flow subtraction (Sect.
+    3.1) subtracts exactly these, so the pipeline can decode only a crop window of each
+    field (`keras_twostream.data.pipeline`).
+
+    Args:
+        directory: the frame folder.
+        means: float array `[flow_frames, 2]`.
+
+    Returns:
+        The path written.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream.data.frames import write_flow_means, read_flow_means
+    >>> path = write_flow_means("clip", np.zeros((4, 2)))  # doctest: +SKIP
+    >>> read_flow_means("clip").shape  # doctest: +SKIP
+    (4, 2)
+    """
+    import numpy as np
+
+    means = np.asarray(means, dtype=np.float64)
+    path = os.path.join(os.fspath(directory), FLOW_MEANS_FILE)
+    if means.ndim != 2 or means.shape[1] != 2 or not np.isfinite(means).all():
+        raise ValueError(
+            f"{path}: expected finite flow means of shape [flow_frames, 2]. "
+            f"Received: shape {means.shape}"
+        )
+    with open(path, "wb") as f:
+        np.save(f, means, allow_pickle=False)
+    return path
+
+
+def read_flow_means(directory, flow_frames=None):
+    """Reads `flow_means.npy` of a frame folder (see `write_flow_means`), or `None`.
+
+    Args:
+        directory: the frame folder.
+        flow_frames: the number of flow pairs the file must describe (from `meta.json`),
+            or `None` to accept any.
+
+    Returns:
+        A float64 array `[flow_frames, 2]` of mean displacements `(x, y)` in pixels, or
+        `None` when the folder has no such file (older extractions, other tools).
+
+    Raises:
+        ValueError: the file is unreadable, not a finite `[N, 2]` array, or describes
+            another number of flow pairs (the message names the file).
+
+    Example:
+
+    >>> from keras_twostream.data.frames import read_flow_means
+    >>> read_flow_means("frames/v_ApplyEyeMakeup_g01_c01").shape  # doctest: +SKIP
+    (163, 2)
+    """
+    import numpy as np
+
+    path = os.path.join(os.fspath(directory), FLOW_MEANS_FILE)
+    try:
+        means = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"{path}: not a readable .npy file ({error})") from None
+    if (
+        means.ndim != 2
+        or means.shape[1] != 2
+        or means.dtype.kind != "f"
+        or not np.isfinite(means).all()
+    ):
+        raise ValueError(
+            f"{path}: expected finite float flow means of shape [flow_frames, 2], got "
+            f"{means.dtype} {means.shape}"
+        )
+    if flow_frames is not None and means.shape[0] != flow_frames:
+        raise ValueError(
+            f"{path}: holds the means of {means.shape[0]} flow pairs, meta.json says {flow_frames}"
+        )
+    return means.astype(np.float64, copy=False)
+
+
 def _gaps(indices, count):
     """Indices in 1..count that are absent from the sorted list `indices`."""
     present = set(indices)
@@ -237,7 +328,7 @@ def check_frame_folder(
     """Lists what is wrong with a frame folder; an empty list means it is usable.
 
     Checks, for the requested modalities: the folder exists; `meta.json` (if any) is
-    valid; frame files are numbered 1..N without gaps and none is empty; every `x_i` has
+    valid, and so is `flow_means.npy` (if any, for flow); frame files are numbered 1..N without gaps and none is empty; every `x_i` has
     its `y_i`; the counts match `meta.json`, whose flow count must be one less than its
     RGB count; the folder holds the frames an annotation asks for (`offset + frames` RGB
     frames and `offset + frames - 1` flow pairs); and (with `decode`) the first and last
@@ -254,6 +345,12 @@ def check_frame_folder(
 
     Returns:
         A list of problem descriptions (strings), empty when the folder is usable.
+
+    Example:
+
+    >>> from keras_twostream.data import check_frame_folder
+    >>> check_frame_folder("frames/v_missing")
+    ['frame folder not found']
     """
     modality = _check_modality(modality)
     directory = os.fspath(directory)
@@ -315,6 +412,10 @@ def check_frame_folder(
                     f"RGB/flow counts disagree in meta.json: {meta['rgb_frames']} RGB frames need "
                     f"{meta['rgb_frames'] - 1} flow pairs, it says {meta['flow_frames']}"
                 )
+            try:
+                read_flow_means(directory, meta["flow_frames"])
+            except ValueError as error:
+                problems.append(str(error))
     frames = int(frames)
     offset = int(offset)
     if frames > 0:

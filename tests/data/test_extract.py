@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from corrupt_inputs import TEST_AVI, TEST_MP4, copy_video, make_corrupt_videos
 
+from keras_twostream.data import extract as extract_module
 from keras_twostream.data.annotations import load_annotations
 from keras_twostream.data.extract import extract_video, extract_videos
 from keras_twostream.data.flow import OpticalFlow, dequantize_flow, quantize_flow
-from keras_twostream.data.frames import META_KEYS, read_meta
+from keras_twostream.data.frames import META_KEYS, read_flow_means, read_meta
 from keras_twostream.data.scan import scan_dataset
 from keras_twostream.data.video import read_video
 
@@ -32,7 +33,7 @@ def _expected_names(rgb, flow):
     names = [f"img_{i:05d}.jpg" for i in range(1, rgb + 1)]
     names += [f"x_{i:05d}.jpg" for i in range(1, flow + 1)]
     names += [f"y_{i:05d}.jpg" for i in range(1, flow + 1)]
-    return sorted(names + ["meta.json"])
+    return sorted(names + ["meta.json"] + (["flow_means.npy"] if flow else []))
 
 
 def _assert_complete(folder):
@@ -91,6 +92,23 @@ def test_frames_and_flow_match_direct_computation(extracted):
         assert np.abs(back - flow).mean() <= 20 / 255 + 0.5 * 40 / 255
     # The flow is not trivially zero: there is motion at frame 91.
     assert np.abs(dequantize_flow(expected, 20.0)).max() > 1.0
+
+
+def test_stored_flow_means_are_those_of_the_written_jpegs(extracted):
+    _videos, out, _summary = extracted
+    folder = out / "Walk" / "v_walk_01"
+    means = read_flow_means(folder, 163)
+    assert means.shape == (163, 2) and means.dtype == np.float64
+    for i in (1, 91, 163):
+        for channel, prefix in ((0, "x"), (1, "y")):
+            # What a reader decodes from the file on disk (OpenCV: libjpeg's accurate
+            # IDCT, the pixels tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE") gives).
+            q = cv2.imread(str(folder / f"{prefix}_{i:05d}.jpg"), cv2.IMREAD_GRAYSCALE)
+            expected = q.mean(dtype=np.float64) * 40 / 255 - 20
+            assert means[i - 1, channel] == pytest.approx(expected, abs=1e-9)
+    assert np.abs(means).max() > 0.01  # there is mean motion to subtract
+    with pytest.raises(ValueError, match=r"flow_means\.npy.*164"):
+        read_flow_means(folder, 164)
 
 
 def test_annotation_list_and_classes(extracted):
@@ -205,6 +223,44 @@ def test_corrupt_files_are_reported_and_the_rest_finish(tmp_path):
     assert "4 failed" in str(summary) and "FAILED Broken/empty.avi" in str(summary)
 
 
+def test_a_class_folder_removed_meanwhile_does_not_fail_the_video(tmp_path, monkeypatch):
+    """The race behind "file not found" for text.avi, made deterministic.
+
+    A sibling job whose video failed used to remove the (then empty) class folder
+    between this job's creating it and creating its temporary folder inside.
+    Workers no longer remove class folders (the parent does, after all jobs), and
+    a class folder removed meanwhile by another run is created again.
+    """
+    video = copy_video(tmp_path / "videos", "c/a.avi")
+    final = tmp_path / "out" / "c" / "a"
+    temp = tmp_path / "out" / "c" / ".a.tmp-1"
+    real_mkdir = os.mkdir
+    removed = []
+
+    def mkdir(path, *args, **kwargs):
+        if os.fspath(path) == str(temp) and not removed:
+            os.rmdir(os.path.dirname(path))  # the other job's clean-up, at the worst moment
+            removed.append(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    settings = {"flow": "dis", "short_side": 32, "max_frames": 3}
+    job = (0, str(video), str(final), str(temp), settings)
+    assert extract_module._run_job(job, lambda n: None) == ("done", 0, 3)
+    assert removed == [str(temp)]
+    _assert_complete(final)
+    # A failed job leaves its class folder to the parent's clean-up after the run.
+    job = (
+        1,
+        str(tmp_path / "videos" / "d" / "missing.avi"),
+        str(tmp_path / "out" / "d" / "m"),
+        str(tmp_path / "out" / "d" / ".m.tmp-1"),
+        settings,
+    )
+    assert extract_module._run_job(job, lambda n: None) == ("failed", 1, "file not found")
+    assert _names(tmp_path / "out" / "d") == []
+
+
 def test_two_videos_with_one_output_name(tmp_path):
     copy_video(tmp_path / "videos", "a.avi")
     copy_video(tmp_path / "videos", "a.mp4", TEST_MP4)
@@ -223,6 +279,7 @@ def test_bad_arguments_name_the_argument(tmp_path):
         ({"workers": 0}, "workers"),
         ({"short_side": -1}, "short_side"),
         ({"bound": 0}, "bound"),
+        ({"threads": 0}, "threads"),
     ):
         with pytest.raises(ValueError, match=name):
             extract_videos(tmp_path, tmp_path / "out", **kwargs)

@@ -21,6 +21,7 @@ cv2 = pytest.importorskip("cv2")
 
 from keras_twostream.data import augment  # noqa: E402
 from keras_twostream.data.pipeline import (  # noqa: E402
+    DCT_METHOD,
     DatasetErrors,
     make_dataset,
     make_test_dataset,
@@ -70,8 +71,10 @@ def write_folder(directory, num_rgb, num_flow=None, seed=0, meta=True, bound=BOU
 
 
 def decoded(directory, name, channels):
+    """A frame as the pipeline decodes it: libjpeg's accurate IDCT (OpenCV's pixels)."""
     contents = tf.io.read_file(os.path.join(directory, name))
-    return tf.io.decode_jpeg(contents, channels=channels).numpy().astype(np.float32)
+    image = tf.io.decode_jpeg(contents, channels=channels, dct_method=DCT_METHOD)
+    return image.numpy().astype(np.float32)
 
 
 class Reference:
@@ -228,6 +231,76 @@ def test_eval_centre_crop_resize_normalisation(video):
             np.testing.assert_allclose(
                 first["flow"][0, s, ..., 2 * i : 2 * i + 2].numpy(), expected, atol=1e-4
             )
+
+
+@pytest.fixture(scope="module")
+def extracted_copies(tmp_path_factory):
+    """A real clip extracted with flow_means.npy; copies without it and with altered means."""
+    from corrupt_inputs import TEST_AVI
+
+    from keras_twostream.data.extract import extract_video
+
+    root = tmp_path_factory.mktemp("extracted")
+    stored = root / "stored"
+    extract_video(TEST_AVI, stored, flow="dis", short_side=48, max_frames=14)
+    whole = shutil.copytree(stored, root / "whole")
+    os.remove(whole / "flow_means.npy")  # an older extraction: whole-field means
+    shifted = shutil.copytree(stored, root / "shifted")
+    means = np.load(stored / "flow_means.npy")
+    means[:, 0] += 1.5  # pixels: every x field's stored mean
+    np.save(shifted / "flow_means.npy", means)
+    return str(stored), str(whole), str(shifted)
+
+
+def test_stored_flow_means_equal_whole_field_means(extracted_copies, tmp_path):
+    stored, whole, shifted = extracted_copies
+    # Centre snippets and crops: every row of the table gets the same views, the
+    # flow of a stored-means row from windows only, of a whole-field row from
+    # whole fields.
+    common = dict(num_segments=2, flow_length=3, image_size=32, batch_size=3, training=False)
+    inputs, labels = next(iter(make_dataset(table_of(stored, whole, shifted), **common)))
+    assert labels.numpy().tolist() == [0, 1, 2]
+    flow = inputs["flow"].numpy()
+    assert np.abs(flow[1]).max() > 0.1  # real motion, not a trivial comparison
+    np.testing.assert_allclose(flow[0], flow[1], rtol=0, atol=2e-5)
+    # The stored values are really used: 1.5 px more in the stored x means gives x
+    # channels 1.5 px lower.
+    np.testing.assert_allclose(flow[2, ..., 0::2] - flow[1, ..., 0::2], -1.5, atol=1e-4)
+    np.testing.assert_allclose(flow[2, ..., 1::2], flow[1, ..., 1::2], atol=2e-5)
+    # A table whose every usable folder stores its means (the broken one is skipped),
+    # and a mirrored view of the test protocol.
+    broken = shutil.copytree(stored, tmp_path / "broken")
+    np.save(broken / "flow_means.npy", np.zeros((3, 2)))  # 13 flow pairs in meta.json
+    with pytest.raises(ValueError, match=r"flow_means\.npy.*3 flow pairs.*13"):
+        make_dataset(table_of(str(broken)), flow_length=3)
+    errors = DatasetErrors()
+    ds = make_dataset(table_of(str(broken), stored), on_error="skip", errors=errors, **common)
+    assert errors.count == 1 and errors.records[0]["file"].endswith("flow_means.npy")
+    np.testing.assert_allclose(next(iter(ds))[0]["flow"][0], flow[1], rtol=0, atol=2e-5)
+    views = [
+        x["flow"].numpy()
+        for x, _ in make_test_dataset(
+            table_of(stored, whole), num_frames=2, crops=10, flow_length=3, image_size=32
+        )
+    ]
+    np.testing.assert_allclose(views[0], views[1], rtol=0, atol=2e-5)
+    # View 7 mirrors view 2 (the same corner): flow-x mirrored and negated.
+    np.testing.assert_allclose(views[0][7, ..., 0], -views[0][2, ..., ::-1, 0], atol=2e-5)
+
+
+def test_drop_remainder_is_not_a_failure(tests_data):
+    folder = str(tests_data / "mmaction2" / "imgs")
+    ds = make_dataset(
+        table_of(folder, folder, folder),
+        flow_length=5,
+        image_size=16,
+        batch_size=2,
+        drop_remainder=True,
+        seed=0,
+    )
+    assert ds.element_spec[0]["flow"].shape == (2, 3, 16, 16, 10)  # a static batch size
+    assert [tuple(x["flow"].shape) for x, _ in ds] == [(2, 3, 16, 16, 10)]
+    assert ds.dataset_errors.count == 0
 
 
 def test_seeded_training_is_reproducible_and_redraws_each_epoch(video):
