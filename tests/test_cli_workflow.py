@@ -445,3 +445,34 @@ def test_help_lists_the_new_commands():
     for command in ("train", "evaluate", "fuse", "predict", "export"):
         assert command in text
     assert Path(__file__).exists()
+
+
+def test_a_restarted_run_resumes_from_its_checkpoint(workflow, tmp_path):
+    import shutil
+
+    # The fixture's run ended after 2 epochs; the same command with --epochs 3 trains one more.
+    run = tmp_path / "run"
+    shutil.copytree(workflow.run, run)
+    before = (run / "history.csv").read_text().splitlines()
+    args = ["train", str(workflow.frames), "--annotations", str(workflow.data), "--output", str(run)]
+    assert main([*args, "--epochs", "3", *TRAIN]) == 0
+    after = (run / "history.csv").read_text().splitlines()
+    assert len(before) == 3 and len(after) == 4  # header + epochs 1-2, then epoch 3 appended
+    assert after[:3] == before
+    assert [row.split(",")[0] for row in after[1:]] == ["0", "1", "2"]
+
+
+def test_mirrored_mixed_precision_training_from_the_shell(workflow, tmp_path):
+    # A separate process: its MirroredStrategy must not share this process's collectives.
+    out = tmp_path / "mirrored"
+    command = [
+        sys.executable, "-m", "keras_twostream.cli", "train", str(workflow.frames),
+        "--annotations", str(workflow.data), "--output", str(out), "--epochs", "1",
+        "--strategy", "mirrored", "--mixed-precision", *TRAIN,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "last.keras").is_file()
+    assert any((out / "checkpoints").iterdir())
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"]))

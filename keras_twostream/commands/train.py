@@ -18,15 +18,20 @@ Training uses `model.fit` with progress bars and writes into the output folder:
 - `history.csv` (one row per epoch), `training_curves.png`, `logs/` (TensorBoard,
   when the `tensorboard` package is installed), `train.json` (every setting).
 
-Hook points for distribution, mixed precision and resumption
-(`keras_twostream.training`): `build_and_compile` builds and compiles the
-model inside `strategy.scope()` when given a strategy; `make_callbacks` returns
-the callback list.
+- `checkpoints/`: the whole training state (`keras_twostream.training.ResumableCheckpoint`),
+  saved atomically at every epoch end and every `--save-every` batches. A run that was killed
+  resumes exactly where it stopped when the same command is started again (`--restart` starts
+  afresh).
+
+`--strategy mirrored` trains under `tf.distribute.MirroredStrategy` with synchronised batch
+normalisation, `--strategy multi-worker` on the JAX backend across processes
+(docs/distributed.md), `--mixed-precision` in float16 (GPU) or bfloat16 (CPU).
 """
 
 import json
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -127,6 +132,32 @@ def add_arguments(parser):
     )
     group.add_argument(
         "--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress output"
+    )
+    group = parser.add_argument_group("scale and resumption (docs/training-at-scale.md)")
+    group.add_argument(
+        "--strategy",
+        choices=["default", "mirrored", "multi-worker"],
+        default="default",
+        help="mirrored: tf.distribute.MirroredStrategy over this machine's GPUs, with synchronised "
+        "batch normalisation (--batch-size is the global batch); multi-worker: the JAX backend's "
+        "DataParallel across processes (KERAS_DISTRIBUTION_* variables, docs/distributed.md)",
+    )
+    group.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="float16 on GPU, bfloat16 on CPU/TPU (FFT layers stay float32)",
+    )
+    group.add_argument(
+        "--save-every",
+        type=int,
+        metavar="STEPS",
+        help="also save a resumable checkpoint every STEPS batches (default: at every epoch end)",
+    )
+    group.add_argument(
+        "--restart",
+        action="store_true",
+        help="ignore OUTPUT/checkpoints and train from the start (by default a killed run, "
+        "restarted with the same command, resumes where it stopped)",
     )
     parser.set_defaults(func=run)
 
@@ -557,6 +588,12 @@ def run(args):
 
     from keras_twostream.data import make_dataset
     from keras_twostream.models import MODELS
+    from keras_twostream.training import (
+        ResumableCheckpoint,
+        initialize_multi_worker,
+        set_mixed_precision,
+        set_seed,
+    )
 
     name = args.model
     if name not in MODELS:
@@ -566,7 +603,24 @@ def run(args):
     settings = resolve_settings(name, args)
     model_args = {**settings.pop("model_args", {}), **_parse_model_args(args.model_arg)}
     output = Path(args.output or Path("keras_twostream_outputs") / "train" / name)
-    keras.utils.set_random_seed(args.seed)
+    # One seed fixes initialisation, sampling and augmentation (issue #9).
+    set_seed(args.seed)
+    if args.mixed_precision:
+        set_mixed_precision(True)  # before any model is built
+    strategy = None
+    if args.strategy == "multi-worker":
+        if keras.backend.backend() != "jax":
+            raise UserError(
+                "--strategy multi-worker runs on the JAX backend (KERAS_BACKEND=jax); "
+                "see docs/distributed.md"
+            )
+        initialize_multi_worker(seed=args.seed)  # reads the KERAS_DISTRIBUTION_* variables
+    elif args.strategy == "mirrored":
+        if keras.backend.backend() != "tensorflow":
+            raise UserError("--strategy mirrored needs the TensorFlow backend")
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
 
     # === Data: checked before any model is built ===
     root = common.resolve_data(
@@ -602,8 +656,15 @@ def run(args):
             f"argument --weights: {weights}: no such file (expected imagenet, none or a file)"
         )
     kwargs = build_kwargs(MODELS[name], settings, num_classes, model_args)
+    if strategy is not None and "synchronized" in _builder_parameters(MODELS[name]):
+        # Batch statistics over the global batch, as the CMA paper trains (Sect. 4.4).
+        kwargs.setdefault("synchronized", True)
     model = build_and_compile(
-        MODELS[name], kwargs, lambda: make_optimizer(settings, steps_per_epoch), init_from=init_from
+        MODELS[name],
+        kwargs,
+        lambda: make_optimizer(settings, steps_per_epoch),
+        strategy=strategy,
+        init_from=init_from,
     )
     spec = common.model_spec(model)
     outputs = [n for n, _ in common.score_outputs(model)]
@@ -669,6 +730,17 @@ def run(args):
     common.atomic_write_text(output / "train.json", json.dumps(run_info, indent=2, default=str))
     callbacks, checkpoint = make_callbacks(
         settings, output, model, val_ds is not None, sidecar, primary
+    )
+    resume_dir = output / "checkpoints"
+    if args.restart and resume_dir.exists():
+        shutil.rmtree(resume_dir)
+    if resume_dir.exists():
+        for callback in callbacks:  # a resumed run adds its epochs to the history
+            if isinstance(callback, keras.callbacks.CSVLogger):
+                callback.append = True
+    # Saves the whole training state atomically; a restarted command resumes from it exactly.
+    callbacks.append(
+        ResumableCheckpoint(resume_dir, save_every_n_steps=args.save_every, dataset=train_ds)
     )
 
     common.say(

@@ -212,8 +212,10 @@ class CrossModalityAttention(keras.layers.Layer):
             self.key_pool = None
         elif three_d:
             window = (1, self.pool_size, self.pool_size)
+            # float32: TensorFlow has no float16 MaxPool3D kernel on CPU (mixed_float16 fails
+            # there); the key convolution casts the pooled map back to the compute dtype.
             self.key_pool = keras.layers.MaxPooling3D(
-                window, strides=window, padding="same", dtype=self.dtype_policy, name="key_pool"
+                window, strides=window, padding="same", dtype="float32", name="key_pool"
             )
         else:
             self.key_pool = keras.layers.MaxPooling2D(

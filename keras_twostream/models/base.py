@@ -10,6 +10,15 @@ class MaskedSparseCategoricalAccuracy(keras.metrics.SparseCategoricalAccuracy):
 
     In multi-task training (two-stream paper, Sect. 4) a sample belongs to one
     dataset; its label for the other tasks is `-1` and must not count.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream.models import MaskedSparseCategoricalAccuracy
+    >>> metric = MaskedSparseCategoricalAccuracy()
+    >>> metric.update_state(np.array([0, 1, -1]), np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]]))
+    >>> float(metric.result())  # the -1 sample does not count: 1 right of 2
+    0.5
     """
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -35,6 +44,21 @@ class VideoClassifier(keras.Model):
       dataset: their losses skip them (two-stream paper, Sect. 4);
     - `loss_outputs`: the outputs trained with a cross-entropy loss by the
       default `compile()`. Other outputs (such as `"fused"`) get metrics only.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_twostream
+    >>> model = keras_twostream.build_two_stream(num_classes=5, backbone="tiny", image_size=32,
+    ...                                          flow_length=2)
+    >>> isinstance(model, keras_twostream.models.VideoClassifier)
+    True
+    >>> model({"rgb": np.zeros((1, 1, 32, 32, 3), "float32")})
+    Traceback (most recent call last):
+    ...
+    ValueError: Missing input 'flow': expected a tensor of shape (batch, 1, 32, 32, 4). Received keys: ['rgb']
+    >>> model.rebuild(num_segments=3).num_segments  # same weights, another constructor argument
+    3
     """
 
     @classmethod

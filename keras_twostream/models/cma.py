@@ -399,7 +399,11 @@ def apply_p3d_block(x, filters, stride, name, synchronized=False):
 def apply_tiny_p3d_stem(x, prefix, synchronized=False):
     """Stem of the tiny P3D ResNet: 1x3x3 convolution (stride 2 in space) and a 1x3x3 max-pool."""
     x = _conv_bn(x, TINY_3D_FILTERS[0], (1, 3, 3), (1, 2, 2), f"{prefix}_stem", synchronized)
-    return keras.layers.MaxPooling3D((1, 3, 3), strides=(1, 2, 2), padding="same", name=f"{prefix}_stem_pool")(x)
+    # float32: TensorFlow registers no float16 MaxPool3D kernel on CPU (mixed_float16 would fail
+    # there); a weightless pooling of an 8-channel map costs little to run in float32.
+    return keras.layers.MaxPooling3D(
+        (1, 3, 3), strides=(1, 2, 2), padding="same", dtype="float32", name=f"{prefix}_stem_pool"
+    )(x)
 
 
 @keras.saving.register_keras_serializable(package="keras_twostream")

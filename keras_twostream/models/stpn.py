@@ -314,6 +314,9 @@ class STPN(VideoClassifier):
             saturates the softmax at initialisation. `False` is Algorithm 1
             bare.
         return_attention: add the attention map to the outputs.
+        synchronized: synchronised batch normalisation across the replicas of a
+            `tf.distribute` strategy in both backbones (TensorFlow only); with
+            `False` each replica normalises with its own batch statistics.
         seed: seed of the STCB hashes (the temporal, attention and top STCBs
             use `seed`, `seed + 1`, `seed + 2`); `None` draws one, kept in the
             config.
@@ -362,6 +365,7 @@ class STPN(VideoClassifier):
         stcb_normalization=True,
         return_attention=False,
         seed=None,
+        synchronized=False,
         spatial_weights=None,
         temporal_weights=None,
         **kwargs,
@@ -425,6 +429,7 @@ class STPN(VideoClassifier):
                 input_shape=(image_size, image_size, 3),
                 weights=spatial_weights,
                 stream="spatial",
+                synchronized=synchronized,
                 name="spatial_backbone",
             )
         if use_flow:
@@ -433,6 +438,7 @@ class STPN(VideoClassifier):
                 input_shape=(image_size, image_size, 2 * flow_length),
                 weights=temporal_weights,
                 stream="temporal",
+                synchronized=synchronized,
                 name="temporal_backbone",
             )
         stream_blocks = {stream: last_stage_blocks(net) for stream, net in backbones.items()}
@@ -549,6 +555,7 @@ class STPN(VideoClassifier):
         self.stcb_normalization = stcb_normalization
         self.return_attention = return_attention
         self.seed = int(seed)
+        self.synchronized = synchronized
         self._stream_block_names = {
             stream: [block.name for _, block in blocks] for stream, blocks in stream_blocks.items()
         }
@@ -688,6 +695,7 @@ class STPN(VideoClassifier):
             "stcb_normalization": self.stcb_normalization,
             "return_attention": self.return_attention,
             "seed": self.seed,
+            "synchronized": self.synchronized,
         }
 
 

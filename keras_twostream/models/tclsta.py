@@ -210,6 +210,9 @@ class TCLSTA(VideoClassifier):
         lstm_units: LSTM units (512, Table IV).
         collaborative_units: `k` of Eq. (7) (not given in the paper; 512).
         num_alternations: loop iterations of Algorithm 1 (2).
+        synchronized: synchronised batch normalisation across the replicas of a
+            `tf.distribute` strategy in both backbones (TensorFlow only); with
+            `False` each replica normalises with its own batch statistics.
         spatial_weights: `None`, `"imagenet"` or a weights file for the frame
             backbone (only used when building; not saved in config).
         temporal_weights: the same for the flow backbone; RGB weights are
@@ -247,6 +250,7 @@ class TCLSTA(VideoClassifier):
         lstm_units=512,
         collaborative_units=512,
         num_alternations=2,
+        synchronized=False,
         spatial_weights=None,
         temporal_weights=None,
         **kwargs,
@@ -273,11 +277,11 @@ class TCLSTA(VideoClassifier):
         backbones = {
             "spatial": get_backbone(
                 backbone, input_shape=(image_size, image_size, 3), weights=spatial_weights,
-                stream="spatial", name="spatial_backbone",
+                stream="spatial", synchronized=synchronized, name="spatial_backbone",
             ),
             "temporal": get_backbone(
                 backbone, input_shape=(image_size, image_size, 2 * flow_length), weights=temporal_weights,
-                stream="temporal", name="temporal_backbone",
+                stream="temporal", synchronized=synchronized, name="temporal_backbone",
             ),
         }
         blocks = {stream: _feature_map_blocks(net, feature_stage) for stream, net in backbones.items()}
@@ -335,6 +339,7 @@ class TCLSTA(VideoClassifier):
         self.lstm_units = lstm_units
         self.collaborative_units = collaborative_units
         self.num_alternations = num_alternations
+        self.synchronized = synchronized
         self.fused_outputs = fused_outputs
         loss_outputs = [name for name in outputs if name != "fused" or fusion == "early"]
         self._set_contract(
@@ -415,6 +420,7 @@ class TCLSTA(VideoClassifier):
             "lstm_units": self.lstm_units,
             "collaborative_units": self.collaborative_units,
             "num_alternations": self.num_alternations,
+            "synchronized": self.synchronized,
         }
 
 

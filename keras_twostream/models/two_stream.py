@@ -105,6 +105,9 @@ class TwoStream(VideoClassifier):
         consensus: `"avg"` or `"max"` segmental consensus over K.
         fusion_weights: weights of the spatial and temporal scores in
             `"fused"`; `(1, 1)` is the paper's averaging.
+        synchronized: synchronised batch normalisation across the replicas of a
+            `tf.distribute` strategy in both backbones (TensorFlow only); with
+            `False` each replica normalises with its own batch statistics.
         spatial_weights: `None`, `"imagenet"` or a weights file for the
             spatial backbone (only used when building; not saved in config).
         temporal_weights: the same for the temporal backbone; RGB weights are
@@ -134,6 +137,7 @@ class TwoStream(VideoClassifier):
         temporal_dropout=0.9,
         consensus="avg",
         fusion_weights=(1.0, 1.0),
+        synchronized=False,
         spatial_weights=None,
         temporal_weights=None,
         **kwargs,
@@ -152,6 +156,7 @@ class TwoStream(VideoClassifier):
             weights=spatial_weights,
             stream="spatial",
             dropout=spatial_dropout,
+            synchronized=synchronized,
             name="spatial_backbone",
         )
         temporal_backbone = get_backbone(
@@ -160,6 +165,7 @@ class TwoStream(VideoClassifier):
             weights=temporal_weights,
             stream="temporal",
             dropout=temporal_dropout,
+            synchronized=synchronized,
             name="temporal_backbone",
         )
 
@@ -201,6 +207,7 @@ class TwoStream(VideoClassifier):
         self.temporal_dropout = temporal_dropout
         self.consensus = consensus
         self.fusion_weights = tuple(float(w) for w in fusion_weights)
+        self.synchronized = synchronized
         self.spatial_backbone = spatial_backbone
         self.temporal_backbone = temporal_backbone
         label_map = {
@@ -225,6 +232,7 @@ class TwoStream(VideoClassifier):
             "temporal_dropout": self.temporal_dropout,
             "consensus": self.consensus,
             "fusion_weights": list(self.fusion_weights),
+            "synchronized": self.synchronized,
         }
 
 

@@ -106,7 +106,11 @@ class AlternatingTrainingMixin:
     def branch_layers(self, branch):
         """The model's layers that belong to `branch` (named `branch` or `branch_*`)."""
         self._check_branch(branch)
-        return [layer for layer in self.layers if layer.name == branch or layer.name.startswith(f"{branch}_")]
+        return [
+            layer
+            for layer in self.layers
+            if layer.name == branch or layer.name.startswith(f"{branch}_")
+        ]
 
     def branch_variables(self, branch, trainable_only=True):
         """The variables of `branch`: its trainable ones, or with `trainable_only=False` all of
@@ -155,7 +159,10 @@ class AlternatingTrainingMixin:
     def _frozen_layer_ids(self):
         branch = self.training_branch
         return {
-            id(layer) for other in self.branches if other != branch for layer in self.branch_layers(other)
+            id(layer)
+            for other in self.branches
+            if other != branch
+            for layer in self.branch_layers(other)
         }
 
     def call(self, inputs, training=None, mask=None):
@@ -198,7 +205,9 @@ class AlternatingTrainingMixin:
             )
         variables = self.branch_variables(self.training_branch)
         if not variables:
-            raise ValueError(f"Branch {self.training_branch!r} has no trainable variables to train.")
+            raise ValueError(
+                f"Branch {self.training_branch!r} has no trainable variables to train."
+            )
         return variables
 
     def train_step(self, *args, **kwargs):
@@ -218,12 +227,16 @@ class AlternatingTrainingMixin:
         variables = self._phase_variables()
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            loss = self.compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
             tracker = self._loss_metric()
             if tracker is not None:
                 # Keras losses divide by the replica count; report the per-batch loss.
                 replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                tracker.update_state(loss * ops.cast(replicas, loss.dtype), sample_weight=_batch_size(x))
+                tracker.update_state(
+                    loss * ops.cast(replicas, loss.dtype), sample_weight=_batch_size(x)
+                )
             loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, variables)
         self.optimizer.apply(gradients, variables)
@@ -263,7 +276,9 @@ class AlternatingTrainingMixin:
         optimizer_values = _current_values(scope, optimizer_variables, optimizer_values)
 
         metrics_variables = self.metrics_variables
-        with keras.StatelessScope(state_mapping=list(zip(metrics_variables, metrics_values, strict=True))) as scope:
+        with keras.StatelessScope(
+            state_mapping=list(zip(metrics_variables, metrics_values, strict=True))
+        ) as scope:
             tracker = self._loss_metric()
             if tracker is not None:
                 tracker.update_state(unscaled_loss, sample_weight=_batch_size(x))
@@ -350,9 +365,13 @@ class AlternatingSchedule(keras.callbacks.Callback):
         if branches is not None:
             branches = tuple(branches)
             if not branches:
-                raise ValueError("Expected branches to name at least one branch. Received: branches=()")
+                raise ValueError(
+                    "Expected branches to name at least one branch. Received: branches=()"
+                )
         if fusion_ratio is not None and (isinstance(fusion_ratio, bool) or not fusion_ratio > 0):
-            raise ValueError(f"Expected fusion_ratio > 0 or None. Received: fusion_ratio={fusion_ratio!r}")
+            raise ValueError(
+                f"Expected fusion_ratio > 0 or None. Received: fusion_ratio={fusion_ratio!r}"
+            )
         if initial_learning_rate is not None and not initial_learning_rate > 0:
             raise ValueError(
                 "Expected initial_learning_rate > 0 or None. "
@@ -414,7 +433,9 @@ class AlternatingSchedule(keras.callbacks.Callback):
                 optimizer.learning_rate = self.initial_learning_rate
         self.iteration, self.branch = iteration, branch
         if self.verbose:
-            print(f"AlternatingSchedule: iteration {iteration} (epoch {epoch + 1}) trains the {branch!r} branch")
+            print(
+                f"AlternatingSchedule: iteration {iteration} (epoch {epoch + 1}) trains the {branch!r} branch"
+            )
 
 
 def reset_optimizer_state(optimizer):
@@ -422,11 +443,26 @@ def reset_optimizer_state(optimizer):
 
     Momentum and Adam slots and the iteration counter start again from zero,
     as in a freshly created optimizer; the learning rate is left as it is.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_twostream.training import reset_optimizer_state
+    >>> variable = keras.Variable(np.ones(2, "float32"))
+    >>> optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    >>> optimizer.apply([np.ones(2, "float32")], [variable])
+    >>> reset_optimizer_state(optimizer)
+    >>> int(optimizer.iterations), round(float(optimizer.learning_rate), 6)
+    (0, 0.1)
     """
     inner = getattr(optimizer, "inner_optimizer", None)
     if inner is not None:  # LossScaleOptimizer: keep the loss scale, reset the wrapped optimizer
         return reset_optimizer_state(inner)
-    keep = {id(optimizer.learning_rate)} if isinstance(optimizer.learning_rate, keras.Variable) else set()
+    keep = (
+        {id(optimizer.learning_rate)}
+        if isinstance(optimizer.learning_rate, keras.Variable)
+        else set()
+    )
     for variable in optimizer.variables:
         if id(variable) not in keep:
             variable.assign(ops.zeros(variable.shape, variable.dtype))
