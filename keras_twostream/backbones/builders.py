@@ -26,7 +26,15 @@ def resnet50(
     synchronized=False,
     name=None,
 ):
-    """ResNet-50 v1 backbone (stages res2..res5, 2048-d features); see `get_backbone`."""
+    """ResNet-50 v1 backbone (stages res2..res5, 2048-d features); see `get_backbone`.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> backbone = keras_twostream.backbones.resnet50(input_shape=(224, 224, 20))  # L = 10 flows
+    >>> backbone.output["features"].shape
+    (None, 2048)
+    """
     return _build("resnet50", input_shape, weights, stream, dropout, synchronized, name)
 
 
@@ -38,7 +46,14 @@ def resnet101(
     synchronized=False,
     name=None,
 ):
-    """ResNet-101 v1 backbone (stages res2..res5, 2048-d features); see `get_backbone`."""
+    """ResNet-101 v1 backbone (stages res2..res5, 2048-d features); see `get_backbone`.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> keras_twostream.backbones.resnet101(input_shape=(224, 224, 3)).output["res4"].shape
+    (None, 14, 14, 1024)
+    """
     return _build("resnet101", input_shape, weights, stream, dropout, synchronized, name)
 
 
@@ -50,7 +65,14 @@ def vgg16(
     synchronized=False,
     name=None,
 ):
-    """VGG-16 backbone (stages block1..block5, 4096-d fc2 features); see `get_backbone`."""
+    """VGG-16 backbone (stages block1..block5, 4096-d fc2 features); see `get_backbone`.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> keras_twostream.backbones.vgg16(input_shape=(224, 224, 3)).output["features"].shape
+    (None, 4096)
+    """
     return _build("vgg16", input_shape, weights, stream, dropout, synchronized, name)
 
 
@@ -62,7 +84,15 @@ def cnn_m_2048(
     synchronized=False,
     name=None,
 ):
-    """CNN-M-2048 of the two-stream paper (stages conv1..conv5, 2048-d full7); see `get_backbone`."""
+    """CNN-M-2048 of the two-stream paper (stages conv1..conv5, 2048-d full7); see `get_backbone`.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> net = keras_twostream.backbones.cnn_m_2048(input_shape=(224, 224, 20), stream="temporal")
+    >>> net.output["features"].shape
+    (None, 2048)
+    """
     return _build("cnn_m_2048", input_shape, weights, stream, dropout, synchronized, name)
 
 
@@ -74,7 +104,14 @@ def tiny(
     synchronized=False,
     name=None,
 ):
-    """Tiny ResNet-like backbone for tests and CPU demos (64-d features); see `get_backbone`."""
+    """Tiny ResNet-like backbone for tests and CPU demos (64-d features); see `get_backbone`.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> keras_twostream.backbones.tiny(input_shape=(64, 64, 3)).output["res5"].shape
+    (None, 2, 2, 64)
+    """
     return _build("tiny", input_shape, weights, stream, dropout, synchronized, name)
 
 

@@ -27,6 +27,15 @@ class CMAAttentionMap:
         query_grid: the query feature map's spatial size.
         key_grid: the (pooled) key/value feature map's spatial size.
         layer: the name of the CMA block.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream.visualization import CMAAttentionMap
+    >>> attention = CMAAttentionMap(weights=np.full((2, 2), 0.25, "float32"), query=(0, 1),
+    ...                             query_grid=(4, 4), key_grid=(2, 2), layer="rgb_cma_conv4_block1")
+    >>> float(attention.weights.sum())
+    1.0
     """
 
     weights: np.ndarray

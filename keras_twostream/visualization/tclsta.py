@@ -69,6 +69,19 @@ def temporal_attention_curves(model, inputs, stream="spatial"):
 
     Returns:
         A float32 array `(B, T)`, each row summing to 1.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream import build_tclsta
+    >>> from keras_twostream.visualization import temporal_attention_curves
+    >>> model = build_tclsta(4, backbone="tiny", image_size=32, num_frames=3, flow_length=2,
+    ...                      cam_filters=8, lstm_units=8, collaborative_units=8)
+    >>> x = {"rgb": np.random.rand(2, 3, 32, 32, 3).astype("float32"),
+    ...      "flow": np.random.rand(2, 3, 32, 32, 4).astype("float32")}
+    >>> curves = temporal_attention_curves(model, x)
+    >>> curves.shape, bool(np.allclose(curves.sum(axis=1), 1.0))
+    ((2, 3), True)
     """
     _check_stream(stream)
     return _attention(model, inputs, f"{stream}_frame_attention", "temporal_attention")
@@ -101,6 +114,14 @@ def plot_attention(frames, maps, curve, path=None, title=None, alpha=0.5):
 
     Returns:
         The `matplotlib.figure.Figure` (one axis per frame, plus the chart).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream.visualization import plot_attention
+    >>> figure = plot_attention(np.random.rand(4, 32, 32, 3), np.ones((4, 32, 32)), np.full(4, 0.25))
+    >>> len(figure.axes)  # one per frame, and the temporal curve
+    5
     """
     import matplotlib
 
