@@ -123,9 +123,7 @@ def plot_attention(frames, maps, curve, path=None, title=None, alpha=0.5):
     >>> len(figure.axes)  # one per frame, and the temporal curve
     5
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # pyplot with the user's backend (inline in a notebook; Agg on a headless machine).
     import matplotlib.pyplot as plt
 
     frames = np.asarray(frames)
