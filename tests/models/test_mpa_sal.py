@@ -418,3 +418,21 @@ def test_variants_fit_round_trip_and_export_the_inference_path(stream, tmp_path)
         result = served.serve(x)
         for key in out:
             np.testing.assert_allclose(np.asarray(result[key]), out[key], atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the SAL step is TF-only")
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_step_is_finite_and_keeps_the_encoder(policy):
+    from keras_twostream.training import mixed_precision
+
+    with mixed_precision(policy):
+        model = make_model()
+        model.compile()
+        encoder = [np.array(w) for w in model.semantic_encoder.get_weights()]
+        x, y = make_data()
+        history = model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    assert model.compute_dtype == policy.split("_")[1]
+    for name, value in history.history.items():
+        assert np.all(np.isfinite(value)), name
+    for a, b in zip(encoder, model.semantic_encoder.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
