@@ -26,6 +26,7 @@ from keras_twostream.backbones import get_backbone
 from keras_twostream.layers.cross_modality_attention import CrossModalityAttention
 from keras_twostream.layers.fold_segments import FoldSegments
 from keras_twostream.layers.score_fusion import ScoreFusion
+from keras_twostream.models._validation import _check_positive_int, _check_rate
 from keras_twostream.models.base import VideoClassifier
 from keras_twostream.models.two_stream import apply_stream_heads, head_applies_dropout
 from keras_twostream.training.alternating import AlternatingTrainingMixin
@@ -34,22 +35,16 @@ BRANCHES = ("rgb", "flow")
 DEFAULT_CMA_STAGES = ("res3", "res4")
 
 
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
 def _check_num_classes(num_classes):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-        raise ValueError(f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}")
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, numbers.Integral)
+        or num_classes < 2
+    ):
+        raise ValueError(
+            f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}"
+        )
     return int(num_classes)
-
-
-def _check_rate(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"Expected 0 <= {name} < 1. Received: {name}={value!r}")
-    return float(value)
 
 
 def _check_fusion_weights(fusion_weights):
@@ -135,14 +130,22 @@ def _check_partition(model):
         for layer in model.branch_layers(branch):
             owners.setdefault(id(layer), []).append(branch)
     for layer in model.layers:
-        if layer.weights and layer.name != model.fusion_layer_name and len(owners.get(id(layer), [])) != 1:
-            raise RuntimeError(f"Layer {layer.name!r} belongs to branches {owners.get(id(layer), [])}.")
+        if (
+            layer.weights
+            and layer.name != model.fusion_layer_name
+            and len(owners.get(id(layer), [])) != 1
+        ):
+            raise RuntimeError(
+                f"Layer {layer.name!r} belongs to branches {owners.get(id(layer), [])}."
+            )
 
 
 def apply_probabilities(logits, fusion_weights):
     """Softmax per branch and their weighted sum, `{"rgb", "flow", "fused"}`."""
     outputs = {
-        branch: keras.layers.Activation("softmax", dtype="float32", name=f"{branch}_probabilities")(logits[branch])
+        branch: keras.layers.Activation("softmax", dtype="float32", name=f"{branch}_probabilities")(
+            logits[branch]
+        )
         for branch in BRANCHES
     }
     outputs["fused"] = ScoreFusion(fusion_weights, dtype="float32", name="fused")(
@@ -273,7 +276,9 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         # === Functional Model ===
         inputs = {
             "rgb": keras.Input((num_segments, image_size, image_size, 3), name="rgb"),
-            "flow": keras.Input((num_segments, image_size, image_size, 2 * flow_length), name="flow"),
+            "flow": keras.Input(
+                (num_segments, image_size, image_size, 2 * flow_length), name="flow"
+            ),
         }
         # [B, K, H, W, C] -> [B*K, H, W, C]: segments share weights (TSN).
         x = {branch: FoldSegments(name=f"{branch}_fold")(inputs[branch]) for branch in BRANCHES}
@@ -349,7 +354,6 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         }
 
 
-
 def build_cma(num_classes, backbone="resnet50", num_segments=3, flow_length=5, **kwargs):
     """Builds the RGB + Flow model with cross-modality attention (Chi et al., 2019).
 
@@ -368,7 +372,13 @@ def build_cma(num_classes, backbone="resnet50", num_segments=3, flow_length=5, *
     >>> model.compile()  # doctest: +SKIP
     >>> model.fit(train_ds, epochs=60, callbacks=[AlternatingSchedule(30)])  # doctest: +SKIP
     """
-    return CMA(num_classes=num_classes, backbone=backbone, num_segments=num_segments, flow_length=flow_length, **kwargs)
+    return CMA(
+        num_classes=num_classes,
+        backbone=backbone,
+        num_segments=num_segments,
+        flow_length=flow_length,
+        **kwargs,
+    )
 
 
 # --- The 3-D variant (Sect. 5.6) -------------------------------------------------------------------
@@ -377,8 +387,12 @@ _BN_EPSILON = 1.001e-5
 
 
 def _conv_bn(x, filters, kernel, strides, name, synchronized, relu=True):
-    x = keras.layers.Conv3D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=_BN_EPSILON, synchronized=synchronized, name=f"{name}_bn")(x)
+    x = keras.layers.Conv3D(
+        filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
+    x = keras.layers.BatchNormalization(
+        epsilon=_BN_EPSILON, synchronized=synchronized, name=f"{name}_bn"
+    )(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
@@ -464,13 +478,19 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
         dropout = _check_rate(dropout, "dropout")
         fusion_weights = _check_fusion_weights(fusion_weights)
         stages = [f"res{i}" for i in range(2, 6)]
-        if isinstance(cma_stages, str) or not cma_stages or any(s not in stages for s in cma_stages):
+        if (
+            isinstance(cma_stages, str)
+            or not cma_stages
+            or any(s not in stages for s in cma_stages)
+        ):
             raise ValueError(
                 f"Expected cma_stages to be a non-empty list of stages among {stages}. "
                 f"Received: cma_stages={cma_stages!r}"
             )
         if not isinstance(train_from_cma, bool):
-            raise ValueError(f"Expected train_from_cma to be a bool. Received: train_from_cma={train_from_cma!r}")
+            raise ValueError(
+                f"Expected train_from_cma to be a bool. Received: train_from_cma={train_from_cma!r}"
+            )
         kwargs.setdefault("name", "cma_3d")
 
         # === Functional Model ===
@@ -481,22 +501,26 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
         # Tiny P3D ResNet per branch (stem, res2..res5 of one block each; strides 4..32 in space,
         # 1 in time), built stage by stage in lockstep so that a CMA block sees the other
         # branch's map of the same stage.
-        state = {branch: apply_tiny_p3d_stem(inputs[branch], branch, synchronized) for branch in BRANCHES}
+        state = {
+            branch: apply_tiny_p3d_stem(inputs[branch], branch, synchronized) for branch in BRANCHES
+        }
         for index, filters in enumerate(TINY_3D_FILTERS, start=2):
             stage = f"res{index}"
             stride = 1 if index == 2 else 2
             state = {
-                branch: apply_p3d_block(state[branch], filters, stride, f"{branch}_{stage}", synchronized)
+                branch: apply_p3d_block(
+                    state[branch], filters, stride, f"{branch}_{stage}", synchronized
+                )
                 for branch in BRANCHES
             }
             if stage in cma_stages:  # Sect. 5.6: one 3-D CMA block after res4 in each branch.
                 state = {
-                    "rgb": CrossModalityAttention(synchronized=synchronized, name=f"rgb_cma_{stage}")(
-                        state["rgb"], state["flow"]
-                    ),
-                    "flow": CrossModalityAttention(synchronized=synchronized, name=f"flow_cma_{stage}")(
-                        state["flow"], state["rgb"]
-                    ),
+                    "rgb": CrossModalityAttention(
+                        synchronized=synchronized, name=f"rgb_cma_{stage}"
+                    )(state["rgb"], state["flow"]),
+                    "flow": CrossModalityAttention(
+                        synchronized=synchronized, name=f"flow_cma_{stage}"
+                    )(state["flow"], state["rgb"]),
                 }
         logits = {}
         for branch in BRANCHES:
@@ -521,7 +545,11 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
             first = min(stages.index(stage) for stage in cma_stages)
             frozen = ("stem", *stages[: first + 1])
             for layer in self.layers:
-                if any(layer.name.startswith(f"{branch}_{part}_") for branch in BRANCHES for part in frozen):
+                if any(
+                    layer.name.startswith(f"{branch}_{part}_")
+                    for branch in BRANCHES
+                    for part in frozen
+                ):
                     layer.trainable = False
         self._set_contract(
             {name: tuple(t.shape[1:]) for name, t in inputs.items()},
@@ -544,7 +572,6 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
             "fusion_weights": list(self.fusion_weights),
             "synchronized": self.synchronized,
         }
-
 
 
 def build_cma_3d(num_classes, num_frames=8, image_size=112, **kwargs):

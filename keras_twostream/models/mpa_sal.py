@@ -49,6 +49,7 @@ from keras_twostream.layers import (
     SemanticDiscriminator,
     UnfoldSegments,
 )
+from keras_twostream.models._validation import _check_bool, _check_positive_int, _check_rate
 from keras_twostream.models.base import VideoClassifier
 from keras_twostream.models.semantic_autoencoder import SemanticAutoencoder, train_semantic_encoder
 from keras_twostream.training.adversarial import SemanticAdversarialMixin
@@ -64,24 +65,6 @@ ABLATIONS = {
     "mpa": dict(use_mpa=True, use_sal=False),
     "mpa_sal": dict(use_mpa=True, use_sal=True),
 }
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def _check_bool(value, name):
-    if not isinstance(value, bool):
-        raise ValueError(f"Expected {name} to be True or False. Received: {name}={value!r}")
-    return value
-
-
-def _check_rate(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"Expected 0 <= {name} < 1. Received: {name}={value!r}")
-    return float(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_twostream")

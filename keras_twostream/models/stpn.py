@@ -42,6 +42,7 @@ from keras_twostream.layers import (
 )
 from keras_twostream.layers.spatiotemporal_attention import FUSIONS as ATTENTION_FUSIONS
 from keras_twostream.layers.spatiotemporal_attention import SpatiotemporalAttention
+from keras_twostream.models._validation import _check_positive_int
 from keras_twostream.models.base import VideoClassifier
 
 FUSIONS = ("compact_bilinear", "concat", "sum", "average")
@@ -95,12 +96,6 @@ ABLATIONS = {
     "table6_c": dict(temporal_paths=3, attention=False),
     "table6_d": dict(),
 }
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
-    return int(value)
 
 
 def _check_choice(value, choices, name):
@@ -697,7 +692,6 @@ class STPN(VideoClassifier):
             "seed": self.seed,
             "synchronized": self.synchronized,
         }
-
 
 
 def build_stpn(num_classes, backbone="resnet50", **kwargs):

@@ -56,22 +56,11 @@ from keras_twostream.layers.fold_segments import FoldSegments, UnfoldSegments
 from keras_twostream.layers.segment_consensus import SegmentConsensus
 from keras_twostream.layers.temporal_attention import TemporalAttention
 from keras_twostream.layers.weighted_average_pooling import WeightedAveragePooling2D
+from keras_twostream.models._validation import _check_bool, _check_positive_int
 from keras_twostream.models.base import VideoClassifier
 
 STREAMS = (("spatial", "rgb"), ("temporal", "flow"))
 FUSIONS = ("late", "early")
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def _check_bool(value, name):
-    if not isinstance(value, bool):
-        raise ValueError(f"Expected {name} to be True or False. Received: {name}={value!r}")
-    return value
 
 
 def _feature_map_blocks(backbone, feature_stage):
@@ -139,10 +128,16 @@ def apply_spatial_temporal_attention(
             attention_class=attention_class,
             name=f"{prefix}_cam_attention",
         )(x)
-        cam_logits = UnfoldSegments(num_frames, name=f"{prefix}_cam_unfold")(cam_logits)  # -> [B, T, N]
-        logits[f"{prefix}_cam"] = SegmentConsensus("avg", name=f"{prefix}_cam_consensus")(cam_logits)
+        cam_logits = UnfoldSegments(num_frames, name=f"{prefix}_cam_unfold")(
+            cam_logits
+        )  # -> [B, T, N]
+        logits[f"{prefix}_cam"] = SegmentConsensus("avg", name=f"{prefix}_cam_consensus")(
+            cam_logits
+        )
         # Sect. III-A-1: the weighted pooling replaces ResNet-50's last (average) pooling.
-        pooled = WeightedAveragePooling2D(name=f"{prefix}_weighted_pool")([x, attention])  # -> [B*T, D]
+        pooled = WeightedAveragePooling2D(name=f"{prefix}_weighted_pool")(
+            [x, attention]
+        )  # -> [B*T, D]
     else:
         pooled = keras.layers.GlobalAveragePooling2D(name=f"{prefix}_avg_pool")(x)  # -> [B*T, D]
     alpha = UnfoldSegments(num_frames, name=f"{prefix}_unfold")(pooled)  # -> [B, T, D]
@@ -150,7 +145,9 @@ def apply_spatial_temporal_attention(
         beta, hidden, _ = TemporalAttention(
             lstm_units, unroll=True, name=f"{prefix}_temporal_attention"
         )(alpha)
-        logits[f"{prefix}_lstm"] = apply_classifier_head(hidden, num_classes, f"{prefix}_lstm", num_frames)
+        logits[f"{prefix}_lstm"] = apply_classifier_head(
+            hidden, num_classes, f"{prefix}_lstm", num_frames
+        )
         frame_features = beta
         video_features = ops.sum(beta, axis=1)  # sum_i beta_i: attention-weighted mean, [B, D]
     else:
@@ -255,17 +252,28 @@ class TCLSTA(VideoClassifier):
         temporal_weights=None,
         **kwargs,
     ):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-            raise ValueError(f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}")
+        if (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, numbers.Integral)
+            or num_classes < 2
+        ):
+            raise ValueError(
+                f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}"
+            )
         num_classes = int(num_classes)
         for arg, value in (
-            ("image_size", image_size), ("num_frames", num_frames), ("flow_length", flow_length),
-            ("cam_filters", cam_filters), ("lstm_units", lstm_units),
-            ("collaborative_units", collaborative_units), ("num_alternations", num_alternations),
+            ("image_size", image_size),
+            ("num_frames", num_frames),
+            ("flow_length", flow_length),
+            ("cam_filters", cam_filters),
+            ("lstm_units", lstm_units),
+            ("collaborative_units", collaborative_units),
+            ("num_alternations", num_alternations),
         ):
             _check_positive_int(value, arg)
         for arg, value in (
-            ("spatial_attention", spatial_attention), ("temporal_attention", temporal_attention),
+            ("spatial_attention", spatial_attention),
+            ("temporal_attention", temporal_attention),
             ("collaborative", collaborative),
         ):
             _check_bool(value, arg)
@@ -276,15 +284,25 @@ class TCLSTA(VideoClassifier):
         # === Layers ===
         backbones = {
             "spatial": get_backbone(
-                backbone, input_shape=(image_size, image_size, 3), weights=spatial_weights,
-                stream="spatial", synchronized=synchronized, name="spatial_backbone",
+                backbone,
+                input_shape=(image_size, image_size, 3),
+                weights=spatial_weights,
+                stream="spatial",
+                synchronized=synchronized,
+                name="spatial_backbone",
             ),
             "temporal": get_backbone(
-                backbone, input_shape=(image_size, image_size, 2 * flow_length), weights=temporal_weights,
-                stream="temporal", synchronized=synchronized, name="temporal_backbone",
+                backbone,
+                input_shape=(image_size, image_size, 2 * flow_length),
+                weights=temporal_weights,
+                stream="temporal",
+                synchronized=synchronized,
+                name="temporal_backbone",
             ),
         }
-        blocks = {stream: _feature_map_blocks(net, feature_stage) for stream, net in backbones.items()}
+        blocks = {
+            stream: _feature_map_blocks(net, feature_stage) for stream, net in backbones.items()
+        }
 
         # === Functional Model ===
         inputs = {
@@ -293,9 +311,19 @@ class TCLSTA(VideoClassifier):
         }
         logits, frame_features, video_features = {}, {}, {}
         for stream, key in STREAMS:
-            stream_logits, frame_features[stream], video_features[stream] = apply_spatial_temporal_attention(
-                inputs[key], blocks[stream], num_classes, num_frames, spatial_attention,
-                temporal_attention, cam_filters, attention_class, lstm_units, stream,
+            stream_logits, frame_features[stream], video_features[stream] = (
+                apply_spatial_temporal_attention(
+                    inputs[key],
+                    blocks[stream],
+                    num_classes,
+                    num_frames,
+                    spatial_attention,
+                    temporal_attention,
+                    cam_filters,
+                    attention_class,
+                    lstm_units,
+                    stream,
+                )
             )
             logits.update(stream_logits)
         if collaborative:
@@ -305,19 +333,27 @@ class TCLSTA(VideoClassifier):
             )([frame_features["spatial"], frame_features["temporal"]], return_coefficients=True)
             video_features = {"spatial": static, "temporal": motion}
             for stream, features in video_features.items():
-                logits[f"{stream}_cln"] = apply_classifier_head(features, num_classes, f"{stream}_cln")
+                logits[f"{stream}_cln"] = apply_classifier_head(
+                    features, num_classes, f"{stream}_cln"
+                )
         outputs = {
             name: keras.layers.Activation("softmax", dtype="float32", name=name)(value)
             for name, value in logits.items()
         }
-        fused_outputs = ("spatial_cln", "temporal_cln") if collaborative else ("spatial", "temporal")
+        fused_outputs = (
+            ("spatial_cln", "temporal_cln") if collaborative else ("spatial", "temporal")
+        )
         if fusion == "late":
-            outputs["fused"] = ClassWiseFusion(dtype="float32", name="fused")([outputs[n] for n in fused_outputs])
+            outputs["fused"] = ClassWiseFusion(dtype="float32", name="fused")(
+                [outputs[n] for n in fused_outputs]
+            )
         else:
             features = keras.layers.Concatenate(name="early_fusion_concat")(
                 [video_features["spatial"], video_features["temporal"]]
             )
-            features = ops.stop_gradient(features)  # a classifier on extracted features, like the paper's SVM
+            features = ops.stop_gradient(
+                features
+            )  # a classifier on extracted features, like the paper's SVM
             outputs["fused"] = keras.layers.Activation("softmax", dtype="float32", name="fused")(
                 apply_classifier_head(features, num_classes, "early_fusion")
             )
@@ -422,7 +458,6 @@ class TCLSTA(VideoClassifier):
             "num_alternations": self.num_alternations,
             "synchronized": self.synchronized,
         }
-
 
 
 def build_tclsta(

@@ -1,0 +1,21 @@
+"""Argument checks shared by the model builders: each names the argument and what was expected."""
+
+import numbers
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def _check_bool(value, name):
+    if not isinstance(value, bool):
+        raise ValueError(f"Expected {name} to be True or False. Received: {name}={value!r}")
+    return value
+
+
+def _check_rate(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"Expected 0 <= {name} < 1. Received: {name}={value!r}")
+    return float(value)
