@@ -19,3 +19,15 @@ def _check_rate(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"Expected 0 <= {name} < 1. Received: {name}={value!r}")
     return float(value)
+
+
+def _check_num_classes(num_classes):
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, numbers.Integral)
+        or num_classes < 2
+    ):
+        raise ValueError(
+            f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}"
+        )
+    return int(num_classes)

@@ -18,33 +18,19 @@ see `keras_twostream.training.alternating`.
 of a 3-D network, shown on a small pseudo-3-D ResNet (P3D, Qiu et al. 2017).
 """
 
-import numbers
-
 import keras
 
 from keras_twostream.backbones import get_backbone
 from keras_twostream.layers.cross_modality_attention import CrossModalityAttention
 from keras_twostream.layers.fold_segments import FoldSegments
 from keras_twostream.layers.score_fusion import ScoreFusion
-from keras_twostream.models._validation import _check_positive_int, _check_rate
+from keras_twostream.models._validation import _check_num_classes, _check_positive_int, _check_rate
 from keras_twostream.models.base import VideoClassifier
 from keras_twostream.models.two_stream import apply_stream_heads, head_applies_dropout
 from keras_twostream.training.alternating import AlternatingTrainingMixin
 
 BRANCHES = ("rgb", "flow")
 DEFAULT_CMA_STAGES = ("res3", "res4")
-
-
-def _check_num_classes(num_classes):
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, numbers.Integral)
-        or num_classes < 2
-    ):
-        raise ValueError(
-            f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}"
-        )
-    return int(num_classes)
 
 
 def _check_fusion_weights(fusion_weights):

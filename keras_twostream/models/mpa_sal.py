@@ -49,7 +49,12 @@ from keras_twostream.layers import (
     SemanticDiscriminator,
     UnfoldSegments,
 )
-from keras_twostream.models._validation import _check_bool, _check_positive_int, _check_rate
+from keras_twostream.models._validation import (
+    _check_bool,
+    _check_num_classes,
+    _check_positive_int,
+    _check_rate,
+)
 from keras_twostream.models.base import VideoClassifier
 from keras_twostream.models.semantic_autoencoder import SemanticAutoencoder, train_semantic_encoder
 from keras_twostream.training.adversarial import SemanticAdversarialMixin
@@ -316,14 +321,7 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         temporal_weights=None,
         **kwargs,
     ):
-        if (
-            isinstance(num_classes, bool)
-            or not isinstance(num_classes, numbers.Integral)
-            or num_classes < 2
-        ):
-            raise ValueError(
-                f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}"
-            )
+        _check_num_classes(num_classes)
         if stream not in STREAM_CHOICES:
             raise ValueError(
                 f"Expected stream to be one of {STREAM_CHOICES}. Received: stream={stream!r}"

@@ -42,7 +42,7 @@ from keras_twostream.layers import (
 )
 from keras_twostream.layers.spatiotemporal_attention import FUSIONS as ATTENTION_FUSIONS
 from keras_twostream.layers.spatiotemporal_attention import SpatiotemporalAttention
-from keras_twostream.models._validation import _check_positive_int
+from keras_twostream.models._validation import _check_num_classes, _check_positive_int
 from keras_twostream.models.base import VideoClassifier
 
 FUSIONS = ("compact_bilinear", "concat", "sum", "average")
@@ -365,14 +365,7 @@ class STPN(VideoClassifier):
         temporal_weights=None,
         **kwargs,
     ):
-        if (
-            isinstance(num_classes, bool)
-            or not isinstance(num_classes, numbers.Integral)
-            or num_classes < 2
-        ):
-            raise ValueError(
-                f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}"
-            )
+        _check_num_classes(num_classes)
         image_size = _check_positive_int(image_size, "image_size")
         flow_length = _check_positive_int(flow_length, "flow_length")
         temporal_paths = _check_positive_int(temporal_paths, "temporal_paths")

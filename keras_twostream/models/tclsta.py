@@ -43,8 +43,6 @@ Choices where the paper is silent, made here:
   paper's SVM on extracted features, it does not change the streams.
 """
 
-import numbers
-
 import keras
 from keras import ops
 
@@ -56,7 +54,7 @@ from keras_twostream.layers.fold_segments import FoldSegments, UnfoldSegments
 from keras_twostream.layers.segment_consensus import SegmentConsensus
 from keras_twostream.layers.temporal_attention import TemporalAttention
 from keras_twostream.layers.weighted_average_pooling import WeightedAveragePooling2D
-from keras_twostream.models._validation import _check_bool, _check_positive_int
+from keras_twostream.models._validation import _check_bool, _check_num_classes, _check_positive_int
 from keras_twostream.models.base import VideoClassifier
 
 STREAMS = (("spatial", "rgb"), ("temporal", "flow"))
@@ -252,14 +250,7 @@ class TCLSTA(VideoClassifier):
         temporal_weights=None,
         **kwargs,
     ):
-        if (
-            isinstance(num_classes, bool)
-            or not isinstance(num_classes, numbers.Integral)
-            or num_classes < 2
-        ):
-            raise ValueError(
-                f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}"
-            )
+        _check_num_classes(num_classes)
         num_classes = int(num_classes)
         for arg, value in (
             ("image_size", image_size),
