@@ -19,14 +19,19 @@ def bare_backbones(backbone, image_size, flow_length, batch, rgb_segments=1, flo
     flow = keras.Input((flow_segments, image_size, image_size, 2 * flow_length), name="flow")
     spatial = get_backbone(backbone, (image_size, image_size, 3), name="spatial_backbone")
     temporal = get_backbone(
-        backbone, (image_size, image_size, 2 * flow_length), stream="temporal", name="temporal_backbone"
+        backbone,
+        (image_size, image_size, 2 * flow_length),
+        stream="temporal",
+        name="temporal_backbone",
     )
     outputs = {
         "rgb": spatial(FoldSegments()(rgb))["features"],  # [B*K, D]
         "flow": temporal(FoldSegments()(flow))["features"],  # [B*K', D]
     }
     model = keras.Model({"rgb": rgb, "flow": flow}, outputs)
-    model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss={"rgb": "mse", "flow": "mse"})
+    model.compile(
+        optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss={"rgb": "mse", "flow": "mse"}
+    )
     targets = {
         "rgb": np.zeros((batch * rgb_segments, outputs["rgb"].shape[-1]), "float32"),
         "flow": np.zeros((batch * flow_segments, outputs["flow"].shape[-1]), "float32"),

@@ -33,7 +33,9 @@ def write_section(key, title, body, command=None):
         f"<!-- {key}:end -->\n"
     )
     text = DOC.read_text() if DOC.exists() else HEADER
-    pattern = re.compile(rf"<!-- {re.escape(key)}:start -->.*?<!-- {re.escape(key)}:end -->\n", re.S)
+    pattern = re.compile(
+        rf"<!-- {re.escape(key)}:start -->.*?<!-- {re.escape(key)}:end -->\n", re.S
+    )
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:

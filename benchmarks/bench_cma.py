@@ -38,14 +38,29 @@ MAP = (14, 14, 1024)  # res4 of ResNet-50 at 224x224
 
 # --- 1. The model ----------------------------------------------------------------------------------
 def parameter_rows(model, backbone, size, classes):
-    reference = get_backbone(backbone, (size, size, 3), name="reference").count_params() + 2048 * classes + classes
+    reference = (
+        get_backbone(backbone, (size, size, 3), name="reference").count_params()
+        + 2048 * classes
+        + classes
+    )
     rgb_path = keras.Model(model.input, model.get_layer("rgb_probabilities").output).count_params()
     cma = sum(layer.count_params() for layer in model.layers if "_cma_" in layer.name)
     return [
-        [f"{backbone} + {classes}-way classifier (1x, Table 2)", f"{reference / 1e6:.1f} M", "1.00x"],
-        ["CMA model, RGB prediction path (CMA_iter1-R)", f"{rgb_path / 1e6:.1f} M", f"{rgb_path / reference:.2f}x"],
-        ["CMA model, all (both branches, 10 CMA blocks)", f"{model.count_params() / 1e6:.1f} M",
-         f"{model.count_params() / reference:.2f}x"],
+        [
+            f"{backbone} + {classes}-way classifier (1x, Table 2)",
+            f"{reference / 1e6:.1f} M",
+            "1.00x",
+        ],
+        [
+            "CMA model, RGB prediction path (CMA_iter1-R)",
+            f"{rgb_path / 1e6:.1f} M",
+            f"{rgb_path / reference:.2f}x",
+        ],
+        [
+            "CMA model, all (both branches, 10 CMA blocks)",
+            f"{model.count_params() / 1e6:.1f} M",
+            f"{model.count_params() / reference:.2f}x",
+        ],
         ["of which the 10 CMA blocks", f"{cma / 1e6:.1f} M", f"{cma / reference:.2f}x"],
     ]
 
@@ -60,7 +75,13 @@ def bench_model(args):
     y = rng.randint(0, classes, batch)
 
     def cma(branch):
-        model = build_cma(classes, backbone=args.backbone, image_size=size, num_segments=segments, flow_length=flow_length)
+        model = build_cma(
+            classes,
+            backbone=args.backbone,
+            image_size=size,
+            num_segments=segments,
+            flow_length=flow_length,
+        )
         model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9))
         model.set_training_branch(branch)
         return model
@@ -80,13 +101,23 @@ def bench_model(args):
         rounds=args.rounds,
     )
     rows = [
-        ["`build_cma` train step, both branches", f"{medians['joint'] * 1000:.0f} ms", f"{medians['joint'] / medians['floor']:.2f}x"],
-        ["`build_cma` train step, RGB phase (Flow frozen)", f"{medians['phase'] * 1000:.0f} ms",
-         f"{medians['phase'] / medians['floor']:.2f}x"],
+        [
+            "`build_cma` train step, both branches",
+            f"{medians['joint'] * 1000:.0f} ms",
+            f"{medians['joint'] / medians['floor']:.2f}x",
+        ],
+        [
+            "`build_cma` train step, RGB phase (Flow frozen)",
+            f"{medians['phase'] * 1000:.0f} ms",
+            f"{medians['phase'] / medians['floor']:.2f}x",
+        ],
         ["two bare backbones (floor)", f"{medians['floor'] * 1000:.0f} ms", "1.00x"],
     ]
     time_table = markdown_table(["what", "median step", "ratio to floor"], rows)
-    params_table = markdown_table(["parameters", "count", "ratio to ResNet-50"], parameter_rows(joint, args.backbone, size, classes))
+    params_table = markdown_table(
+        ["parameters", "count", "ratio to ResNet-50"],
+        parameter_rows(joint, args.backbone, size, classes),
+    )
     print(time_table, params_table, sep="\n\n")
     body = (
         f"{args.backbone}, {size}x{size}, batch {batch} clips x K={segments} segments (so {batch * segments} images per "
@@ -101,9 +132,18 @@ def bench_model(args):
 # --- 2. The block ----------------------------------------------------------------------------------
 def _contenders():
     return {
-        "cma": ("CMA block, max-pool 2 before k, v (paper)", lambda: CrossModalityAttention(name="cma")),
-        "plain": ("same block without the max-pooling (non-local)", lambda: CrossModalityAttention(pool_size=None, name="plain")),
-        "mha": ("keras MultiHeadAttention, 1 head, key_dim 512", lambda: keras.layers.MultiHeadAttention(1, 512, name="mha")),
+        "cma": (
+            "CMA block, max-pool 2 before k, v (paper)",
+            lambda: CrossModalityAttention(name="cma"),
+        ),
+        "plain": (
+            "same block without the max-pooling (non-local)",
+            lambda: CrossModalityAttention(pool_size=None, name="plain"),
+        ),
+        "mha": (
+            "keras MultiHeadAttention, 1 head, key_dim 512",
+            lambda: keras.layers.MultiHeadAttention(1, 512, name="mha"),
+        ),
     }
 
 
@@ -166,12 +206,18 @@ def bench_block(args):
             model = keras.Model(x_in, layer(x_in))
             data = repeat_batch(x, np.zeros_like(x))
         model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
-        runs.append((key, lambda model=model, data=data: median_fit_step(model, data, args.steps * 3)))
+        runs.append(
+            (key, lambda model=model, data=data: median_fit_step(model, data, args.steps * 3))
+        )
     medians = interleaved_medians(runs, rounds=args.rounds)
 
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     probe = subprocess.run(
-        [sys.executable, __file__, "--xla-memory", str(batch)], env=env, capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--xla-memory", str(batch)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     try:
         memory = json.loads(probe.stdout.strip().splitlines()[-1])
@@ -183,18 +229,27 @@ def bench_block(args):
         queries, keys = _positions(key)
         attention = batch * queries * keys * 4
         mem = memory.get(key)
-        rows.append([
-            label,
-            f"{medians[key] * 1000:.1f} ms",
-            f"{medians[key] / medians['cma']:.2f}x",
-            f"{queries} x {keys}",
-            f"{attention / 2**20:.2f} MiB",
-            "n/a" if mem is None else f"{mem / 2**20:.1f} MiB",
-            "n/a" if mem is None or not memory.get("cma") else f"{mem / memory['cma']:.2f}x",
-        ])
+        rows.append(
+            [
+                label,
+                f"{medians[key] * 1000:.1f} ms",
+                f"{medians[key] / medians['cma']:.2f}x",
+                f"{queries} x {keys}",
+                f"{attention / 2**20:.2f} MiB",
+                "n/a" if mem is None else f"{mem / 2**20:.1f} MiB",
+                "n/a" if mem is None or not memory.get("cma") else f"{mem / memory['cma']:.2f}x",
+            ]
+        )
     table = markdown_table(
-        ["block", "median train step", "time ratio", "attention (queries x keys)", "attention matrix",
-         "XLA temp buffers (fwd+bwd)", "memory ratio"],
+        [
+            "block",
+            "median train step",
+            "time ratio",
+            "attention (queries x keys)",
+            "attention matrix",
+            "XLA temp buffers (fwd+bwd)",
+            "memory ratio",
+        ],
         rows,
     )
     print(table)
@@ -228,11 +283,19 @@ def main(argv=None):
     if args.part in ("all", "model"):
         body = bench_model(args)
         if not args.no_write:
-            write_section(f"cma_model_{backend}", f"CMA model train step and parameters vs. bare backbones ({backend})", body)
+            write_section(
+                f"cma_model_{backend}",
+                f"CMA model train step and parameters vs. bare backbones ({backend})",
+                body,
+            )
     if args.part in ("all", "block"):
         body = bench_block(args)
         if not args.no_write:
-            write_section(f"cma_block_{backend}", f"CMA block vs. attention without max-pooling ({backend})", body)
+            write_section(
+                f"cma_block_{backend}",
+                f"CMA block vs. attention without max-pooling ({backend})",
+                body,
+            )
 
 
 if __name__ == "__main__":

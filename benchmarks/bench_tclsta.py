@@ -54,7 +54,9 @@ def per_frame_macs(model):
             total += int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
         elif isinstance(layer, ClassActivationAttention):  # its "same" 3x3 conv and classifier
             _, h, w, _ = layer.input.shape
-            total += h * w * int(np.prod(layer.cam_conv.kernel.shape)) + int(np.prod(layer.classifier.kernel.shape))
+            total += h * w * int(np.prod(layer.cam_conv.kernel.shape)) + int(
+                np.prod(layer.classifier.kernel.shape)
+            )
     return total
 
 
@@ -79,7 +81,9 @@ def main(argv=None):
     common = dict(backbone=args.backbone, image_size=size, flow_length=flow_length)
     models = {
         "tclsta": build_tclsta(args.classes, num_frames=frames, **common),
-        "tclsta_no_sa": build_tclsta(args.classes, num_frames=frames, spatial_attention=False, **common),
+        "tclsta_no_sa": build_tclsta(
+            args.classes, num_frames=frames, spatial_attention=False, **common
+        ),
         "two_stream": build_two_stream(args.classes, num_segments=frames, **common),
     }
     medians = interleaved_medians(
@@ -98,14 +102,24 @@ def main(argv=None):
     macs = {name: per_frame_macs(m) for name, m in models.items()}
     rows = [
         [
-            labels[name], f"{medians[name] * 1000:.0f} ms", f"{fps[name]:.1f}", f"{fps[name] / floor:.3f}x",
-            f"{macs[name] / 1e9:.2f}", f"{macs['two_stream'] / macs[name]:.3f}x",
+            labels[name],
+            f"{medians[name] * 1000:.0f} ms",
+            f"{fps[name]:.1f}",
+            f"{fps[name] / floor:.3f}x",
+            f"{macs[name] / 1e9:.2f}",
+            f"{macs['two_stream'] / macs[name]:.3f}x",
         ]
         for name in models
     ]
     table = markdown_table(
-        ["model", "median call", "frames / s", "fps ratio to two-stream",
-         "GMAC per frame (both streams)", "MAC-bound ratio"],
+        [
+            "model",
+            "median call",
+            "frames / s",
+            "fps ratio to two-stream",
+            "GMAC per frame (both streams)",
+            "MAC-bound ratio",
+        ],
         rows,
     )
     print(table)

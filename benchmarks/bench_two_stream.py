@@ -39,7 +39,9 @@ def main(argv=None):
     }
     y = rng.randint(0, classes, batch)
 
-    ours = build_two_stream(classes, backbone=args.backbone, image_size=size, flow_length=flow_length)
+    ours = build_two_stream(
+        classes, backbone=args.backbone, image_size=size, flow_length=flow_length
+    )
     ours.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9))
     floor, zeros = bare_backbones(args.backbone, size, flow_length, batch)
     ours_ds = repeat_batch(x, y)
@@ -54,7 +56,11 @@ def main(argv=None):
     )
     ratio = medians["two_stream"] / medians["backbones"]
     rows = [
-        ["`build_two_stream` train step", f"{medians['two_stream'] * 1000:.0f} ms", f"{ratio:.3f}x"],
+        [
+            "`build_two_stream` train step",
+            f"{medians['two_stream'] * 1000:.0f} ms",
+            f"{ratio:.3f}x",
+        ],
         ["two bare backbones (floor)", f"{medians['backbones'] * 1000:.0f} ms", "1.000x"],
     ]
     table = markdown_table(["what", "median step", "ratio to floor"], rows)
@@ -64,7 +70,11 @@ def main(argv=None):
         f"medians of {args.steps} steps x {args.rounds} interleaved rounds. Aim: <= 1.10x.\n\n{table}"
     )
     if not args.no_write:
-        write_section(f"two_stream_{keras.backend.backend()}", f"Two-stream train step vs. bare backbones ({keras.backend.backend()})", body)
+        write_section(
+            f"two_stream_{keras.backend.backend()}",
+            f"Two-stream train step vs. bare backbones ({keras.backend.backend()})",
+            body,
+        )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,12 @@ def _single_segment_twin(model):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="keras_twostream_outputs/cma", help="results folder")
-    parser.add_argument("--cache", default=None, help="synthetic dataset folder (default: keras cache)")
-    parser.add_argument("--epochs-per-iteration", type=int, default=None, help="E (6; 1 with --quick)")
+    parser.add_argument(
+        "--cache", default=None, help="synthetic dataset folder (default: keras cache)"
+    )
+    parser.add_argument(
+        "--epochs-per-iteration", type=int, default=None, help="E (6; 1 with --quick)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a tiny dataset and 1 epoch per step")
     args = parser.parse_args(argv)
@@ -76,21 +80,29 @@ def main(argv=None):
     # 0. Videos, then frames and flow in the TSN/MMAction2 folder layout.
     if args.quick:
         root = generate_synthetic_dataset(
-            Path(args.cache or output / "synthetic-quick"), videos_per_class=(2, 1), num_frames=32,
+            Path(args.cache or output / "synthetic-quick"),
+            videos_per_class=(2, 1),
+            num_frames=32,
             seed=args.seed,
         )
     else:
         root = generate_synthetic_dataset(synthetic_dataset_path(args.cache), seed=args.seed)
     frames = root / "frames"
     summary = extract_videos(
-        root / "videos", frames, flow="dis", workers=min(2, os.cpu_count() or 1), short_side=IMAGE_SIZE
+        root / "videos",
+        frames,
+        flow="dis",
+        workers=min(2, os.cpu_count() or 1),
+        short_side=IMAGE_SIZE,
     )
     if summary.failed:
         print(f"{len(summary.failed)} videos failed to extract; continuing with the rest")
     table = load_annotations(root, format="ucf101", split=1)
     table["path"] = table["path"].map(lambda p: str(Path(p).with_suffix("")))
     train, test = table[table.split == "train"], table[table.split == "test"]
-    classes = [line.split()[1] for line in (root / "classInd.txt").read_text().splitlines() if line.strip()]
+    classes = [
+        line.split()[1] for line in (root / "classInd.txt").read_text().splitlines() if line.strip()
+    ]
     labels = test["label"].to_numpy()
     print(f"{len(train)} training and {len(test)} test videos, {len(classes)} classes")
 
@@ -98,15 +110,22 @@ def main(argv=None):
     # (Sect. 4.4, `flow_normalization="bound"`); the synthetic motions at 64x64 are about a pixel per
     # frame, and divided by 20 they would leave the batch-norm moving variances of a network trained
     # from scratch for a few hundred steps far from their values, so evaluation would see ~zero input.
-    common = dict(root=frames, modalities=("rgb", "flow"), flow_length=FLOW_LENGTH, image_size=IMAGE_SIZE)
-    train_ds = make_dataset(train, num_segments=NUM_SEGMENTS, training=True, batch_size=8, seed=args.seed, **common)
+    common = dict(
+        root=frames, modalities=("rgb", "flow"), flow_length=FLOW_LENGTH, image_size=IMAGE_SIZE
+    )
+    train_ds = make_dataset(
+        train, num_segments=NUM_SEGMENTS, training=True, batch_size=8, seed=args.seed, **common
+    )
     test_ds = make_test_dataset(test, num_frames=TEST_SNIPPETS, crops=1, seed=args.seed, **common)
     rows = []
 
     def report(step, trained, model, names, fusion):
         accuracy = _video_accuracy(_single_segment_twin(model), test_ds, labels, names)
         rows.append({"step": step, "trained": trained, "fusion": fusion, **accuracy})
-        print(f"  -> {step}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in accuracy.items()), flush=True)
+        print(
+            f"  -> {step}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in accuracy.items()),
+            flush=True,
+        )
 
     # The tiny backbone trains from scratch here, where Adam converges in far fewer epochs than the
     # paper's SGD on ImageNet-initialised ResNet-50s; everything else follows the paper.
@@ -115,26 +134,45 @@ def main(argv=None):
 
     # Iteration 0 of Table 1: two independently trained branches (a separate two-stream model).
     baseline = build_two_stream(
-        num_classes=len(classes), backbone="tiny", image_size=IMAGE_SIZE, num_segments=NUM_SEGMENTS,
-        flow_length=FLOW_LENGTH, spatial_dropout=0.3, temporal_dropout=0.3,
+        num_classes=len(classes),
+        backbone="tiny",
+        image_size=IMAGE_SIZE,
+        num_segments=NUM_SEGMENTS,
+        flow_length=FLOW_LENGTH,
+        spatial_dropout=0.3,
+        temporal_dropout=0.3,
     )
     baseline.compile(optimizer=optimizer())
     print(f"iteration 0: two-stream baseline, both streams for {2 * epochs} epochs", flush=True)
     baseline.fit(train_ds, epochs=2 * epochs, verbose=2)
-    report("0 (two-stream)", "both", baseline, {"RGB": "spatial", "Flow": "temporal", "fused": "fused"}, "1:1")
+    report(
+        "0 (two-stream)",
+        "both",
+        baseline,
+        {"RGB": "spatial", "Flow": "temporal", "fused": "fused"},
+        "1:1",
+    )
 
     # 1. The CMA model. Its Flow branch starts from a trained flow network ("we firstly train the flow
     # branch", Sect. 4.3): the baseline's temporal stream, same architecture, copied layer by layer.
     # The RGB branch starts from scratch here (the paper: ImageNet). CMA blocks start as identities.
     model = build_cma(
-        num_classes=len(classes), backbone="tiny", image_size=IMAGE_SIZE, num_segments=NUM_SEGMENTS,
-        flow_length=FLOW_LENGTH, dropout=0.3,
+        num_classes=len(classes),
+        backbone="tiny",
+        image_size=IMAGE_SIZE,
+        num_segments=NUM_SEGMENTS,
+        flow_length=FLOW_LENGTH,
+        dropout=0.3,
     )
     for layer in model.layers:
-        if layer.name.startswith("flow_backbone_"):  # flow_backbone_stem <- temporal_backbone_stem, ...
+        if layer.name.startswith(
+            "flow_backbone_"
+        ):  # flow_backbone_stem <- temporal_backbone_stem, ...
             source = baseline.temporal_backbone.get_layer(layer.name.replace("flow", "temporal", 1))
             layer.set_weights(source.get_weights())
-    model.get_layer("flow_classifier").set_weights(baseline.get_layer("temporal_classifier").get_weights())
+    model.get_layer("flow_classifier").set_weights(
+        baseline.get_layer("temporal_classifier").get_weights()
+    )
     model.compile(optimizer=optimizer())
     names = {"RGB": "rgb", "Flow": "flow", "fused": "fused"}
 
@@ -142,7 +180,10 @@ def main(argv=None):
     schedule = AlternatingSchedule(epochs_per_iteration=epochs)
     for iteration in (1, 2):
         model.fit(
-            train_ds, initial_epoch=(iteration - 1) * epochs, epochs=iteration * epochs, verbose=2,
+            train_ds,
+            initial_epoch=(iteration - 1) * epochs,
+            epochs=iteration * epochs,
+            verbose=2,
             callbacks=[schedule],
         )
         trained = {"rgb": "RGB", "flow": "Flow"}[schedule.branch]
@@ -170,10 +211,15 @@ def main(argv=None):
     attention = cma_attention_map(model, clip, query=(0.5, 0.5))
     figure_path = output / "attention.png"
     plot_cma_attention(
-        clip["rgb"][0, 0], attention, flow=clip["flow"][0, 0], path=figure_path,
+        clip["rgb"][0, 0],
+        attention,
+        flow=clip["flow"][0, 0],
+        path=figure_path,
         title=f"{test['path'].iloc[0]}: last RGB CMA block",
     )
-    print(f"model: {model_path}; attention map: {figure_path}; done in {time.time() - started:.0f} s")
+    print(
+        f"model: {model_path}; attention map: {figure_path}; done in {time.time() - started:.0f} s"
+    )
     return rows
 
 

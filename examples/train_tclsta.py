@@ -52,19 +52,28 @@ def prepare_data(output, cache, quick, image_size, seed):
 
     if quick:
         root = generate_synthetic_dataset(
-            Path(cache or output / "synthetic-quick"), videos_per_class=(3, 1), num_frames=24, seed=seed
+            Path(cache or output / "synthetic-quick"),
+            videos_per_class=(3, 1),
+            num_frames=24,
+            seed=seed,
         )
     else:
         root = generate_synthetic_dataset(synthetic_dataset_path(cache), seed=seed)
     frames = root / f"frames-dis-{image_size}"
     summary = extract_videos(
-        root / "videos", frames, flow="dis", workers=min(2, os.cpu_count() or 1), short_side=image_size
+        root / "videos",
+        frames,
+        flow="dis",
+        workers=min(2, os.cpu_count() or 1),
+        short_side=image_size,
     )
     if summary.failed:
         say(f"{len(summary.failed)} videos failed to extract; continuing with the rest")
     table = load_annotations(root, format="ucf101", split=1)
     table["path"] = table["path"].map(lambda p: str(Path(p).with_suffix("")))
-    classes = [line.split()[1] for line in (root / "classInd.txt").read_text().splitlines() if line.strip()]
+    classes = [
+        line.split()[1] for line in (root / "classInd.txt").read_text().splitlines() if line.strip()
+    ]
     return frames, table[table.split == "train"], table[table.split == "test"], classes
 
 
@@ -85,13 +94,17 @@ def accuracy(scores, labels):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="keras_twostream_outputs/tclsta")
-    parser.add_argument("--cache", default=None, help="dataset cache folder (default: the library's)")
+    parser.add_argument(
+        "--cache", default=None, help="dataset cache folder (default: the library's)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default 15 (1 with --quick)")
     parser.add_argument("--num-frames", type=int, default=4, help="T, frames per clip")
     parser.add_argument("--flow-length", type=int, default=5, help="L, flow fields per frame")
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a few videos and one epoch (smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few videos and one epoch (smoke test)"
+    )
     args = parser.parse_args(argv)
 
     import keras
@@ -112,10 +125,16 @@ def main(argv=None):
     T, L, size = args.num_frames, args.flow_length, args.image_size
 
     frames, train, test, classes = prepare_data(output, args.cache, args.quick, size, args.seed)
-    say(f"{len(train)} training and {len(test)} test videos, {len(classes)} classes, T={T}, L={L}, {size}x{size}")
-    common = dict(root=frames, modalities=("rgb", "flow"), num_segments=T, flow_length=L, image_size=size)
+    say(
+        f"{len(train)} training and {len(test)} test videos, {len(classes)} classes, T={T}, L={L}, {size}x{size}"
+    )
+    common = dict(
+        root=frames, modalities=("rgb", "flow"), num_segments=T, flow_length=L, image_size=size
+    )
     train_ds = make_dataset(train, training=True, batch_size=8, seed=args.seed, **common)
-    train_eval_ds = make_dataset(train, training=False, batch_size=16, **common)  # AWL's training scores
+    train_eval_ds = make_dataset(
+        train, training=False, batch_size=16, **common
+    )  # AWL's training scores
     test_ds = make_dataset(test, training=False, batch_size=16, **common)
 
     rows, results, models = [], {}, {}
@@ -125,8 +144,16 @@ def main(argv=None):
         # streams train exactly as with late fusion, and one model gives late, early and AWL.
         fusion = "late" if switches["collaborative"] else "early"
         model = build_tclsta(
-            len(classes), backbone="tiny", image_size=size, num_frames=T, flow_length=L,
-            fusion=fusion, cam_filters=64, lstm_units=64, collaborative_units=64, **switches,
+            len(classes),
+            backbone="tiny",
+            image_size=size,
+            num_frames=T,
+            flow_length=L,
+            fusion=fusion,
+            cam_filters=64,
+            lstm_units=64,
+            collaborative_units=64,
+            **switches,
         )
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         say(f"training {setting} for {epochs} epochs")
@@ -137,8 +164,14 @@ def main(argv=None):
         train_scores, train_labels = scores_and_labels(model, train_eval_ds)
         test_scores, test_labels = scores_and_labels(model, test_ds)
         # The two scores that "fused" combines: the streams' heads, or their CLN heads with CLN.
-        train_pair = dict(zip(("spatial", "temporal"), (train_scores[n] for n in model.fused_outputs), strict=True))
-        test_pair = dict(zip(("spatial", "temporal"), (test_scores[n] for n in model.fused_outputs), strict=True))
+        train_pair = dict(
+            zip(
+                ("spatial", "temporal"), (train_scores[n] for n in model.fused_outputs), strict=True
+            )
+        )
+        test_pair = dict(
+            zip(("spatial", "temporal"), (test_scores[n] for n in model.fused_outputs), strict=True)
+        )
         awl = AdaptiveFusion().fit(train_pair, train_labels)
         awl_kept = AdaptiveFusion(min_weight=0.25).fit(train_pair, train_labels)
         row = {
@@ -156,8 +189,10 @@ def main(argv=None):
             model.set_fusion_weights(awl.weights_)
             fused_in_model = scores_and_labels(model, test_ds)[0]["fused"]
             agree = int((fused_in_model.argmax(-1) == awl.predict(test_pair)).sum())
-            say(f"  the model's 'fused' output with the AWL weights agrees with AdaptiveFusion.predict "
-                f"on {agree} of {len(test_labels)} test videos")
+            say(
+                f"  the model's 'fused' output with the AWL weights agrees with AdaptiveFusion.predict "
+                f"on {agree} of {len(test_labels)} test videos"
+            )
         results[setting] = row
         models[setting] = model
         early = "-" if row["early"] is None else f"{100 * row['early']:.1f}"
@@ -167,7 +202,9 @@ def main(argv=None):
         )
 
     print()
-    print(f"Top-1 accuracy (%) on the synthetic test split ({len(test)} videos, chance {100 / len(classes):.1f}%).")
+    print(
+        f"Top-1 accuracy (%) on the synthetic test split ({len(test)} videos, chance {100 / len(classes):.1f}%)."
+    )
     print("'frame' / 'flow' are the streams' connection-network heads (their CLN heads with CLN);")
     print("late = average, early = classifier on concatenated features, AWL = Eqs. 10-14.")
     print()
@@ -190,10 +227,17 @@ def main(argv=None):
         curves = temporal_attention_curves(model, inputs, stream=stream)
         for b in range(len(maps)):
             path = output / f"attention_{stream}_{b}.png"
-            plot_attention(inputs[key][b], maps[b], curves[b], path=path,
-                           title=f"{stream} stream, {classes[int(labels[b])]}")
+            plot_attention(
+                inputs[key][b],
+                maps[b],
+                curves[b],
+                path=path,
+                title=f"{stream} stream, {classes[int(labels[b])]}",
+            )
         say(f"attention plots: {output}/attention_{stream}_*.png")
-    (output / "results.json").write_text(json.dumps({"accuracy": results, "classes": classes}, indent=2))
+    (output / "results.json").write_text(
+        json.dumps({"accuracy": results, "classes": classes}, indent=2)
+    )
     say(f"results: {output / 'results.json'}")
     say(f"done in {time.time() - started:.0f} s")
     return results

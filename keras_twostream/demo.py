@@ -16,7 +16,8 @@ from pathlib import Path
 IMAGE_SIZE = 64
 NUM_SEGMENTS = 3
 FLOW_LENGTH = 5
-FLOW_ALGORITHM = "dis"  # TV-L1 is the papers' choice but ~100x slower on CPU (see docs/benchmarks.md)
+# TV-L1 is the papers' choice but ~100x slower on CPU (see docs/benchmarks.md).
+FLOW_ALGORITHM = "dis"
 TEST_FRAMES = 5
 
 
@@ -53,7 +54,10 @@ def run_demo(output="keras_twostream_outputs/demo", cache=None, epochs=None, see
     # 2. Frames and flow, in the TSN/MMAction2 layout.
     frames = root / "frames"
     summary = extract_videos(
-        root / "videos", frames, flow=FLOW_ALGORITHM, workers=min(2, os.cpu_count() or 1),
+        root / "videos",
+        frames,
+        flow=FLOW_ALGORITHM,
+        workers=min(2, os.cpu_count() or 1),
         short_side=IMAGE_SIZE,
     )
     if summary.failed:
@@ -62,19 +66,29 @@ def run_demo(output="keras_twostream_outputs/demo", cache=None, epochs=None, see
     table = load_annotations(root, format="ucf101", split=1)
     table["path"] = table["path"].map(lambda p: str(Path(p).with_suffix("")))
     train, test = table[table.split == "train"], table[table.split == "test"]
-    classes = [line.split()[1] for line in (root / "classInd.txt").read_text().split("\n") if line.strip()]
+    classes = [
+        line.split()[1] for line in (root / "classInd.txt").read_text().split("\n") if line.strip()
+    ]
     _say(f"{len(train)} training and {len(test)} test videos, {len(classes)} classes")
 
     common = dict(
-        root=frames, modalities=("rgb", "flow"), num_segments=NUM_SEGMENTS, flow_length=FLOW_LENGTH,
+        root=frames,
+        modalities=("rgb", "flow"),
+        num_segments=NUM_SEGMENTS,
+        flow_length=FLOW_LENGTH,
         image_size=IMAGE_SIZE,
     )
     train_ds = make_dataset(train, training=True, batch_size=8, seed=seed, **common)
 
     # 3. Model and training.
     model = build_two_stream(
-        num_classes=len(classes), backbone="tiny", image_size=IMAGE_SIZE, num_segments=NUM_SEGMENTS,
-        flow_length=FLOW_LENGTH, spatial_dropout=0.3, temporal_dropout=0.3,
+        num_classes=len(classes),
+        backbone="tiny",
+        image_size=IMAGE_SIZE,
+        num_segments=NUM_SEGMENTS,
+        flow_length=FLOW_LENGTH,
+        spatial_dropout=0.3,
+        temporal_dropout=0.3,
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     epochs = epochs or (1 if quick else 30)
@@ -83,13 +97,21 @@ def run_demo(output="keras_twostream_outputs/demo", cache=None, epochs=None, see
 
     # 4. Evaluation: equally spaced frames, scores averaged per video.
     test_ds = make_test_dataset(
-        test, root=frames, modalities=("rgb", "flow"), num_frames=TEST_FRAMES, crops=1,
-        flow_length=FLOW_LENGTH, image_size=IMAGE_SIZE,
+        test,
+        root=frames,
+        modalities=("rgb", "flow"),
+        num_frames=TEST_FRAMES,
+        crops=1,
+        flow_length=FLOW_LENGTH,
+        image_size=IMAGE_SIZE,
     )
     # One frame (and flow stack) per view: the same network with K=1 segments.
     scores = predict_video_scores(model.rebuild(num_segments=1), test_ds)
     labels = test["label"].to_numpy()
-    accuracy = {name: float((scores[name].argmax(-1) == labels).mean()) for name in ("spatial", "temporal", "fused")}
+    accuracy = {
+        name: float((scores[name].argmax(-1) == labels).mean())
+        for name in ("spatial", "temporal", "fused")
+    }
 
     # 5. Report and save.
     print()
@@ -106,7 +128,9 @@ def run_demo(output="keras_twostream_outputs/demo", cache=None, epochs=None, see
     model.save(model_path)
     export_path = output / "two_stream_savedmodel"
     model.export(str(export_path), verbose=False)
-    (output / "results.json").write_text(json.dumps({"accuracy": accuracy, "classes": classes}, indent=2))
+    (output / "results.json").write_text(
+        json.dumps({"accuracy": accuracy, "classes": classes}, indent=2)
+    )
     _say(f"model: {model_path}")
     _say(f"SavedModel: {export_path}")
     _say(f"results: {output / 'results.json'}")

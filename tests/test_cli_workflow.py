@@ -454,7 +454,14 @@ def test_a_restarted_run_resumes_from_its_checkpoint(workflow, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(workflow.run, run)
     before = (run / "history.csv").read_text().splitlines()
-    args = ["train", str(workflow.frames), "--annotations", str(workflow.data), "--output", str(run)]
+    args = [
+        "train",
+        str(workflow.frames),
+        "--annotations",
+        str(workflow.data),
+        "--output",
+        str(run),
+    ]
     assert main([*args, "--epochs", "3", *TRAIN]) == 0
     after = (run / "history.csv").read_text().splitlines()
     assert len(before) == 3 and len(after) == 4  # header + epochs 1-2, then epoch 3 appended

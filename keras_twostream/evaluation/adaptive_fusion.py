@@ -96,12 +96,20 @@ class AdaptiveFusion:
     """
 
     def __init__(self, negative_weight=5e-3, min_weight=0.0):
-        if isinstance(negative_weight, bool) or not isinstance(negative_weight, numbers.Real) or negative_weight < 0:
+        if (
+            isinstance(negative_weight, bool)
+            or not isinstance(negative_weight, numbers.Real)
+            or negative_weight < 0
+        ):
             raise ValueError(
                 f"Expected negative_weight (lambda) to be a non-negative number. "
                 f"Received: negative_weight={negative_weight!r}"
             )
-        if isinstance(min_weight, bool) or not isinstance(min_weight, numbers.Real) or not 0 <= min_weight <= 0.5:
+        if (
+            isinstance(min_weight, bool)
+            or not isinstance(min_weight, numbers.Real)
+            or not 0 <= min_weight <= 0.5
+        ):
             raise ValueError(
                 f"Expected 0 <= min_weight <= 1 / num_streams (0.5 for two streams). "
                 f"Received: min_weight={min_weight!r}"
@@ -169,7 +177,9 @@ class AdaptiveFusion:
             )
             if result.status != 0:  # pragma: no cover - a bounded feasible LP always solves
                 raise RuntimeError(f"linprog failed for class {j}: {result.message}")
-            weights[j] = np.clip(result.x, self.min_weight, 1.0) + 0.0  # + 0.0: no -0.0 from the solver
+            weights[j] = (
+                np.clip(result.x, self.min_weight, 1.0) + 0.0
+            )  # + 0.0: no -0.0 from the solver
         self.weights_ = weights
         self.objective_ = objective
         self.streams_ = names
@@ -177,7 +187,9 @@ class AdaptiveFusion:
 
     def _check_fitted(self, scores_by_stream):
         if not hasattr(self, "weights_"):
-            raise ValueError("This AdaptiveFusion is not fitted yet: call fit(scores_by_stream, labels) first.")
+            raise ValueError(
+                "This AdaptiveFusion is not fitted yet: call fit(scores_by_stream, labels) first."
+            )
         names, arrays = _as_streams(scores_by_stream)
         if names != self.streams_ or arrays[0].shape[1] != self.weights_.shape[0]:
             raise ValueError(

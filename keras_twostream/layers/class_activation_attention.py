@@ -78,9 +78,15 @@ class ClassActivationAttention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for arg, value in (("num_classes", num_classes), ("filters", filters), ("kernel_size", kernel_size)):
+        for arg, value in (
+            ("num_classes", num_classes),
+            ("filters", filters),
+            ("kernel_size", kernel_size),
+        ):
             if not _is_positive_int(value):
-                raise ValueError(f"Expected {arg} to be a positive integer. Received: {arg}={value!r}")
+                raise ValueError(
+                    f"Expected {arg} to be a positive integer. Received: {arg}={value!r}"
+                )
         if attention_class not in ATTENTION_CLASSES:
             raise ValueError(
                 f"Expected attention_class to be one of {ATTENTION_CLASSES}. "
@@ -120,11 +126,15 @@ class ClassActivationAttention(keras.layers.Layer):
         activations = self.cam_conv(inputs)  # a_k(x, y): [B, h, w, K]
         logits = self.classifier(ops.mean(activations, axis=(1, 2)))  # GAP -> s_c (Eq. 1): [B, N]
         if self.attention_class == "predicted":
-            choice = ops.one_hot(ops.argmax(logits, axis=-1), self.num_classes, dtype=activations.dtype)
+            choice = ops.one_hot(
+                ops.argmax(logits, axis=-1), self.num_classes, dtype=activations.dtype
+            )
         else:
             choice = ops.softmax(logits, axis=-1)
         kernel = ops.cast(self.classifier.kernel, activations.dtype)  # [K, N]
-        class_weights = ops.matmul(choice, ops.transpose(kernel))  # w^c_k of the chosen class: [B, K]
+        class_weights = ops.matmul(
+            choice, ops.transpose(kernel)
+        )  # w^c_k of the chosen class: [B, K]
         maps = ops.einsum("bxyk,bk->bxy", activations, class_weights)  # Eq. (2): m_c(x, y)
         shape = ops.shape(maps)
         flat = ops.reshape(maps, (shape[0], -1))  # [B, h, w] -> [B, g]

@@ -64,7 +64,9 @@ class ClassWiseFusion(keras.layers.Layer):
 
     def call(self, inputs):
         scores = ops.stack(inputs, axis=-1)  # [B, C, M]
-        fused = ops.sum(scores * ops.cast(self.class_weights, scores.dtype), axis=-1)  # Eq. (14): W_j S J_j
+        fused = ops.sum(
+            scores * ops.cast(self.class_weights, scores.dtype), axis=-1
+        )  # Eq. (14): W_j S J_j
         total = ops.sum(fused, axis=-1, keepdims=True)
         return fused / ops.maximum(total, keras.config.epsilon())
 
@@ -79,7 +81,9 @@ class ClassWiseFusion(keras.layers.Layer):
             )
         if np.any(weights.sum(axis=1) <= 0):
             rows = np.flatnonzero(weights.sum(axis=1) <= 0).tolist()
-            raise ValueError(f"Every class needs a positive total weight. Received all-zero rows {rows}")
+            raise ValueError(
+                f"Every class needs a positive total weight. Received all-zero rows {rows}"
+            )
         self.class_weights.assign(weights)
 
     def compute_output_shape(self, input_shape):

@@ -72,11 +72,15 @@ class CollaborativeLearning(keras.layers.Layer):
     ((2, 16), (2, 12), [1.0, 1.0])
     """
 
-    def __init__(self, units=512, num_alternations=2, kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(
+        self, units=512, num_alternations=2, kernel_initializer="glorot_uniform", **kwargs
+    ):
         super().__init__(**kwargs)
         for arg, value in (("units", units), ("num_alternations", num_alternations)):
             if not _is_positive_int(value):
-                raise ValueError(f"Expected {arg} to be a positive integer. Received: {arg}={value!r}")
+                raise ValueError(
+                    f"Expected {arg} to be a positive integer. Received: {arg}={value!r}"
+                )
         self.units = int(units)
         self.num_alternations = int(num_alternations)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -94,7 +98,9 @@ class CollaborativeLearning(keras.layers.Layer):
         static_dim, motion_dim = int(input_shape[0][-1]), int(input_shape[1][-1])
 
         def kernel(name, rows, cols):
-            return self.add_weight(name=name, shape=(rows, cols), initializer=self.kernel_initializer)
+            return self.add_weight(
+                name=name, shape=(rows, cols), initializer=self.kernel_initializer
+            )
 
         self.static_kernel = kernel("static_kernel", static_dim, self.units)  # W_s^T
         self.motion_kernel = kernel("motion_kernel", motion_dim, self.units)  # W_m^T
@@ -119,15 +125,25 @@ class CollaborativeLearning(keras.layers.Layer):
 
     def call(self, inputs, return_coefficients=False):
         static, motion = inputs
-        static_coefficients = ops.ones_like(static[..., 0]) / ops.cast(ops.shape(static)[1], static.dtype)  # step 1
+        static_coefficients = ops.ones_like(static[..., 0]) / ops.cast(
+            ops.shape(static)[1], static.dtype
+        )  # step 1
         for _ in range(self.num_alternations):
             static_video = self._merge(static_coefficients, static)  # step 3: O^s
             motion_coefficients = self._coefficients(  # step 4: z^m guided by O^s, Eqs. (7)-(8)
-                motion, self.motion_kernel, static_video, self.static_guide_kernel, self.motion_score_kernel
+                motion,
+                self.motion_kernel,
+                static_video,
+                self.static_guide_kernel,
+                self.motion_score_kernel,
             )
             motion_video = self._merge(motion_coefficients, motion)  # step 5: O^m, Eq. (9)
             static_coefficients = self._coefficients(  # step 6: z^s guided by O^m
-                static, self.static_kernel, motion_video, self.motion_guide_kernel, self.static_score_kernel
+                static,
+                self.static_kernel,
+                motion_video,
+                self.motion_guide_kernel,
+                self.static_score_kernel,
             )
         static_features = self._merge(static_coefficients, static)  # step 8: V^s_f = V^s^T z^s
         motion_features = self._merge(motion_coefficients, motion)  # V^m_f = V^m^T z^m

@@ -133,7 +133,11 @@ class CrossModalityAttention(keras.layers.Layer):
             raise ValueError(
                 f"Expected synchronized to be a bool. Received: synchronized={synchronized!r}"
             )
-        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1:
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, numbers.Real)
+            or not 0 <= momentum < 1
+        ):
             raise ValueError(f"Expected 0 <= momentum < 1. Received: momentum={momentum!r}")
         if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or epsilon <= 0:
             raise ValueError(f"Expected epsilon > 0. Received: epsilon={epsilon!r}")
@@ -174,7 +178,11 @@ class CrossModalityAttention(keras.layers.Layer):
         if self.pool_size is None:
             return tuple(y_shape)
         spatial = y_shape[-3:-1]  # pool height and width only (Sect. 3.2: "spatial max-pooling")
-        return tuple(y_shape[:-3]) + tuple(_pooled_size(s, self.pool_size) for s in spatial) + (y_shape[-1],)
+        return (
+            tuple(y_shape[:-3])
+            + tuple(_pooled_size(s, self.pool_size) for s in spatial)
+            + (y_shape[-1],)
+        )
 
     def build(self, x_shape, y_shape=None):
         x_shape, y_shape = self._check_shapes(x_shape, y_shape)
@@ -219,7 +227,10 @@ class CrossModalityAttention(keras.layers.Layer):
             )
         else:
             self.key_pool = keras.layers.MaxPooling2D(
-                self.pool_size, strides=self.pool_size, padding="same", dtype=self.dtype_policy,
+                self.pool_size,
+                strides=self.pool_size,
+                padding="same",
+                dtype=self.dtype_policy,
                 name="key_pool",
             )
 

@@ -41,9 +41,7 @@ class SegmentConsensus(keras.layers.Layer):
     def __init__(self, mode="avg", axis=1, keepdims=False, **kwargs):
         super().__init__(**kwargs)
         if mode not in _MODES:
-            raise ValueError(
-                f"Expected mode to be one of {_MODES}. Received: mode={mode!r}"
-            )
+            raise ValueError(f"Expected mode to be one of {_MODES}. Received: mode={mode!r}")
         if not isinstance(axis, int) or axis == 0:
             raise ValueError(
                 "Expected axis to be a non-zero integer (axis 0 is the batch). "

@@ -67,13 +67,19 @@ class TemporalAttention(keras.layers.Layer):
                 f"Received input shape: {tuple(input_shape)}"
             )
         self.lstm = keras.layers.LSTM(
-            self.units, return_sequences=True, unroll=self.unroll, dtype=self.dtype_policy, name="lstm"
+            self.units,
+            return_sequences=True,
+            unroll=self.unroll,
+            dtype=self.dtype_policy,
+            name="lstm",
         )
         self.lstm.build(input_shape)
 
     def call(self, inputs, training=None):
         hidden = self.lstm(inputs, training=training)  # H^T: [B, T, n]
-        affinity = ops.tanh(ops.matmul(hidden, ops.transpose(hidden, (0, 2, 1))))  # Eq. (4): [B, T, T]
+        affinity = ops.tanh(
+            ops.matmul(hidden, ops.transpose(hidden, (0, 2, 1)))
+        )  # Eq. (4): [B, T, T]
         gamma = ops.sum(affinity, axis=1)  # Eq. (5): column sums 1^T C, [B, T]
         weights = ops.softmax(gamma, axis=-1)  # exp(gamma_i) / sum_j exp(gamma_j)
         attended = inputs * ops.cast(weights, inputs.dtype)[..., None]  # Eq. (6): beta_i

@@ -96,7 +96,9 @@ class VideoClassifier(keras.Model):
         expected = getattr(self, "_input_shapes", None)
         if not expected:
             return
-        described = ", ".join(f"{k!r}: (batch, {', '.join(map(str, v))})" for k, v in expected.items())
+        described = ", ".join(
+            f"{k!r}: (batch, {', '.join(map(str, v))})" for k, v in expected.items()
+        )
         if not isinstance(inputs, dict):
             raise ValueError(
                 f"{type(self).__name__} expects a dict of inputs {{{described}}}. "
@@ -110,7 +112,8 @@ class VideoClassifier(keras.Model):
                 )
             received = tuple(getattr(inputs[key], "shape", ()))
             ok = len(received) == len(shape) + 1 and all(
-                r is None or e is None or int(r) == e for r, e in zip(received[1:], shape, strict=False)
+                r is None or e is None or int(r) == e
+                for r, e in zip(received[1:], shape, strict=False)
             )
             if not ok:
                 raise ValueError(
@@ -119,7 +122,9 @@ class VideoClassifier(keras.Model):
                 )
         unknown = sorted(set(inputs) - set(expected))
         if unknown:
-            raise ValueError(f"Unexpected input keys {unknown}; this model takes {sorted(expected)}.")
+            raise ValueError(
+                f"Unexpected input keys {unknown}; this model takes {sorted(expected)}."
+            )
 
     # --- Labels -----------------------------------------------------------------
     def _expand_labels(self, y):
@@ -149,11 +154,17 @@ class VideoClassifier(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         return super().compute_loss(
-            x=x, y=self._expand_labels(y), y_pred=y_pred, sample_weight=sample_weight, training=training
+            x=x,
+            y=self._expand_labels(y),
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=training,
         )
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, self._expand_labels(y), y_pred, sample_weight=sample_weight)
+        return super().compute_metrics(
+            x, self._expand_labels(y), y_pred, sample_weight=sample_weight
+        )
 
     # --- Compile defaults -------------------------------------------------------
     def default_optimizer(self):
@@ -171,13 +182,14 @@ class VideoClassifier(keras.Model):
             optimizer = self.default_optimizer()
         if loss == "auto":
             loss = {
-                name: keras.losses.SparseCategoricalCrossentropy(ignore_class=-1, name=f"{name}_loss")
+                name: keras.losses.SparseCategoricalCrossentropy(
+                    ignore_class=-1, name=f"{name}_loss"
+                )
                 for name in self._loss_outputs
             }
         if metrics == "auto":
             metrics = {
-                name: [MaskedSparseCategoricalAccuracy(name="accuracy")]
-                for name in self._label_map
+                name: [MaskedSparseCategoricalAccuracy(name="accuracy")] for name in self._label_map
             }
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 

@@ -41,7 +41,9 @@ def _normalize_num_classes(num_classes):
                 else f"Expected num_classes >= 2. Received: num_classes={n!r}"
             )
         if not str(task).isidentifier():
-            raise ValueError(f"Task names must be identifiers (they name outputs). Received: {task!r}")
+            raise ValueError(
+                f"Task names must be identifiers (they name outputs). Received: {task!r}"
+            )
     return tasks
 
 
@@ -65,7 +67,9 @@ def apply_stream_heads(features, tasks, num_segments, consensus, dropout, prefix
         suffix = "" if len(tasks) == 1 else f"_{task}"
         y = keras.layers.Dense(classes, name=f"{prefix}{suffix}_classifier")(x)  # [B*K, n]
         y = UnfoldSegments(num_segments, name=f"{prefix}{suffix}_unfold")(y)  # -> [B, K, n]
-        logits[task] = SegmentConsensus(consensus, name=f"{prefix}{suffix}_consensus")(y)  # -> [B, n]
+        logits[task] = SegmentConsensus(consensus, name=f"{prefix}{suffix}_consensus")(
+            y
+        )  # -> [B, n]
     return logits
 
 
@@ -144,9 +148,15 @@ class TwoStream(VideoClassifier):
     ):
         tasks = _normalize_num_classes(num_classes)
         primary = next(iter(tasks))
-        for arg, value in (("image_size", image_size), ("num_segments", num_segments), ("flow_length", flow_length)):
+        for arg, value in (
+            ("image_size", image_size),
+            ("num_segments", num_segments),
+            ("flow_length", flow_length),
+        ):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Expected {arg} to be a positive integer. Received: {arg}={value!r}")
+                raise ValueError(
+                    f"Expected {arg} to be a positive integer. Received: {arg}={value!r}"
+                )
         kwargs.setdefault("name", "two_stream")
 
         # === Layers ===
@@ -172,18 +182,24 @@ class TwoStream(VideoClassifier):
         # === Functional Model ===
         inputs = {
             "rgb": keras.Input((num_segments, image_size, image_size, 3), name="rgb"),
-            "flow": keras.Input((num_segments, image_size, image_size, 2 * flow_length), name="flow"),
+            "flow": keras.Input(
+                (num_segments, image_size, image_size, 2 * flow_length), name="flow"
+            ),
         }
         logits = {}
         for stream, key, net, dropout in (
             ("spatial", "rgb", spatial_backbone, spatial_dropout),
             ("temporal", "flow", temporal_backbone, temporal_dropout),
         ):
-            x = FoldSegments(name=f"{stream}_fold")(inputs[key])  # [B, K, H, W, C] -> [B*K, H, W, C]
+            x = FoldSegments(name=f"{stream}_fold")(
+                inputs[key]
+            )  # [B, K, H, W, C] -> [B*K, H, W, C]
             features = net(x)["features"]  # -> [B*K, D]
             # VGG-16 and CNN-M-2048 already end in fc7 + dropout (Fig. 1): no second dropout.
             dropout = 0.0 if head_applies_dropout(net) else dropout
-            logits[stream] = apply_stream_heads(features, tasks, num_segments, consensus, dropout, stream)
+            logits[stream] = apply_stream_heads(
+                features, tasks, num_segments, consensus, dropout, stream
+            )
         outputs = {}
         for task in tasks:
             probs = []
@@ -210,9 +226,7 @@ class TwoStream(VideoClassifier):
         self.synchronized = synchronized
         self.spatial_backbone = spatial_backbone
         self.temporal_backbone = temporal_backbone
-        label_map = {
-            output_name(s, t, primary): t for t in tasks for s in (*STREAMS, "fused")
-        }
+        label_map = {output_name(s, t, primary): t for t in tasks for s in (*STREAMS, "fused")}
         self._set_contract(
             {name: tuple(t.shape[1:]) for name, t in inputs.items()},
             label_map,
@@ -234,7 +248,6 @@ class TwoStream(VideoClassifier):
             "fusion_weights": list(self.fusion_weights),
             "synchronized": self.synchronized,
         }
-
 
 
 def build_two_stream(num_classes, backbone="cnn_m_2048", **kwargs):

@@ -112,23 +112,35 @@ def cma_attention_map(model, inputs, layer=None, query=(0.5, 0.5), sample=0, seg
     """
     import keras
 
-    layer = _default_layer(model) if layer is None else (model.get_layer(layer) if isinstance(layer, str) else layer)
+    layer = (
+        _default_layer(model)
+        if layer is None
+        else (model.get_layer(layer) if isinstance(layer, str) else layer)
+    )
     node_inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
     if not isinstance(inputs, dict):
-        raise ValueError(f"Expected inputs to be the model's inputs dict. Received: {type(inputs).__name__}")
+        raise ValueError(
+            f"Expected inputs to be the model's inputs dict. Received: {type(inputs).__name__}"
+        )
     inputs = {k: np.asarray(v) for k, v in inputs.items()}
     batch = len(next(iter(inputs.values())))
     if not 0 <= sample < batch:
-        raise ValueError(f"Expected 0 <= sample < {batch} (the batch size). Received: sample={sample}")
+        raise ValueError(
+            f"Expected 0 <= sample < {batch} (the batch size). Received: sample={sample}"
+        )
     clip = {k: v[sample : sample + 1] for k, v in inputs.items()}
     segments = getattr(model, "num_segments", 1) if not hasattr(model, "num_frames") else 1
     if not 0 <= segment < segments:
-        raise ValueError(f"Expected 0 <= segment < {segments} (the model's segments). Received: segment={segment}")
+        raise ValueError(
+            f"Expected 0 <= segment < {segments} (the model's segments). Received: segment={segment}"
+        )
 
     # The block's inputs, read from the model's own graph (no new node is added to the layer).
     probe = keras.Model(model.input, list(node_inputs))
     maps = probe.predict(clip, verbose=0)
-    maps = [np.asarray(m)[segment : segment + 1] for m in (maps if isinstance(maps, list) else [maps])]
+    maps = [
+        np.asarray(m)[segment : segment + 1] for m in (maps if isinstance(maps, list) else [maps])
+    ]
     _, scores = layer(*maps, training=False, return_attention_scores=True)
     scores = np.asarray(keras.ops.convert_to_numpy(scores), np.float32)[0]  # [Nx, Ny]
 
@@ -142,13 +154,17 @@ def cma_attention_map(model, inputs, layer=None, query=(0.5, 0.5), sample=0, seg
         query = (0.5, *query)  # 3-D blocks: the middle frame unless a time is given
     cell = _query_cell(tuple(query), query_grid)
     weights = scores[np.ravel_multi_index(cell, query_grid)].reshape(key_grid)
-    return CMAAttentionMap(weights=weights, query=cell, query_grid=query_grid, key_grid=key_grid, layer=layer.name)
+    return CMAAttentionMap(
+        weights=weights, query=cell, query_grid=query_grid, key_grid=key_grid, layer=layer.name
+    )
 
 
 def _displayable(frame):
     frame = np.asarray(frame, np.float32)
     if frame.ndim != 3 or frame.shape[-1] != 3:
-        raise ValueError(f"Expected frame to be an RGB image (height, width, 3). Received shape: {frame.shape}")
+        raise ValueError(
+            f"Expected frame to be an RGB image (height, width, 3). Received shape: {frame.shape}"
+        )
     low, high = float(frame.min()), float(frame.max())
     if low < 0.0 or high > 1.0:  # another range (uint8, mean-subtracted): rescale for display
         frame = (frame - low) / max(high - low, 1e-12)
@@ -221,9 +237,14 @@ def plot_cma_attention(frame, attention, flow=None, path=None, title=None, alpha
         axes[1].set_title("optical flow")
     overlay = axes[-1]
     overlay.imshow(image)
-    overlay.imshow(weights, cmap=cmap, alpha=alpha, extent=(0, width, height, 0), interpolation="bilinear")
+    overlay.imshow(
+        weights, cmap=cmap, alpha=alpha, extent=(0, width, height, 0), interpolation="bilinear"
+    )
     overlay.annotate(
-        "", xy=target_xy, xytext=query_xy, arrowprops={"arrowstyle": "->", "color": "white", "lw": 2}
+        "",
+        xy=target_xy,
+        xytext=query_xy,
+        arrowprops={"arrowstyle": "->", "color": "white", "lw": 2},
     )
     overlay.set_title(f"attention ({attention.layer})", fontsize=8)
     for ax in axes:

@@ -55,7 +55,9 @@ def spatial_attention_maps(model, inputs, stream="spatial", size=None):
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     b, t, h, w = maps.shape
     flat = maps.reshape(b * t, h, w)
-    resized = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in flat])
+    resized = np.stack(
+        [cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in flat]
+    )
     return resized.reshape(b, t, height, width)
 
 

@@ -62,10 +62,16 @@ def test_the_optimum_is_a_vertex_one_stream_per_class(streams, min_weight):
         expected[best] = top
         np.testing.assert_allclose(awl.weights_[j], expected, atol=1e-9)
     # Brute force over the (bounded) simplex finds nothing better.
-    grid = [w for w in itertools.product(np.linspace(0, 1, 21), repeat=streams)
-            if abs(sum(w) - 1) < 1e-9 and min(w) >= min_weight - 1e-12]
+    grid = [
+        w
+        for w in itertools.product(np.linspace(0, 1, 21), repeat=streams)
+        if abs(sum(w) - 1) < 1e-9 and min(w) >= min_weight - 1e-12
+    ]
     for j in range(6):
-        assert awl.weights_[j] @ awl.objective_[j] >= max(np.dot(w, awl.objective_[j]) for w in grid) - 1e-9
+        assert (
+            awl.weights_[j] @ awl.objective_[j]
+            >= max(np.dot(w, awl.objective_[j]) for w in grid) - 1e-9
+        )
 
 
 def test_each_class_gets_the_stream_that_recognises_it():

@@ -19,7 +19,8 @@ def _max_pool_same(y, pool):
     pad_h, pad_w = (out_h - 1) * pool + pool - h, (out_w - 1) * pool + pool - w
     padded = np.pad(
         y,
-        [(0, 0)] * len(lead) + [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)],
+        [(0, 0)] * len(lead)
+        + [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)],
         constant_values=-np.inf,
     )
     windows = padded.reshape(*lead, out_h, pool, out_w, pool, c)
@@ -29,7 +30,10 @@ def _max_pool_same(y, pool):
 def _reference(layer, x, y=None, training=False):
     """Eqs. (1)-(5) in float64 from the layer's weights; returns (output, attention)."""
     y = x if y is None else y
-    w = {v.path.split("/", 1)[1]: np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in layer.weights}
+    w = {
+        v.path.split("/", 1)[1]: np.asarray(keras.ops.convert_to_numpy(v), np.float64)
+        for v in layer.weights
+    }
     x64 = np.asarray(x, np.float64)
     if layer.pool_size is not None:
         y = _max_pool_same(y, layer.pool_size)
@@ -49,7 +53,11 @@ def _reference(layer, x, y=None, training=False):
     z = (attention @ v).reshape(x64.shape[:-1] + (d,))
     o = dense(z, "output")
     axes = tuple(range(o.ndim - 1))
-    mean, var = (o.mean(axes), o.var(axes)) if training else (w["output_norm/moving_mean"], w["output_norm/moving_variance"])
+    mean, var = (
+        (o.mean(axes), o.var(axes))
+        if training
+        else (w["output_norm/moving_mean"], w["output_norm/moving_variance"])
+    )
     o = w["output_norm/gamma"] * (o - mean) / np.sqrt(var + layer.epsilon) + w["output_norm/beta"]
     return o + x64, attention
 
@@ -119,10 +127,20 @@ def test_fresh_block_returns_x_exactly(x_shape, y_shape, training):
     "x_shape, y_shape, kwargs, training",
     [
         ((2, 5, 6, 8), (2, 7, 5, 6), {}, False),  # odd sizes: "same" pooling keeps every position
-        ((2, 5, 6, 8), (2, 7, 5, 6), {"pool_size": 3, "inter_channels": 3}, False),  # asymmetric padding
+        (
+            (2, 5, 6, 8),
+            (2, 7, 5, 6),
+            {"pool_size": 3, "inter_channels": 3},
+            False,
+        ),  # asymmetric padding
         ((2, 4, 4, 8), (2, 4, 4, 4), {"pool_size": None}, False),
         ((2, 4, 4, 8), (2, 6, 6, 4), {}, True),  # training mode: batch statistics in the BN
-        ((2, 3, 4, 5, 6), (2, 2, 5, 4, 4), {}, False),  # 3-D: pool in space only, attend over space-time
+        (
+            (2, 3, 4, 5, 6),
+            (2, 2, 5, 4, 4),
+            {},
+            False,
+        ),  # 3-D: pool in space only, attend over space-time
     ],
     ids=["2d", "2d-pool3", "2d-nopool", "2d-training", "3d"],
 )
@@ -168,9 +186,13 @@ def test_attention_rows_are_distributions_over_pooled_y():
     assert scores.dtype == np.float32 and (scores >= 0).all()
     np.testing.assert_allclose(scores.sum(-1), 1.0, atol=1e-5)
     # Symbolic shapes agree with the eager ones, with unknown sizes left unknown.
-    out_s, scores_s = layer(keras.Input((6, 5, 8)), keras.Input((7, 7, 4)), return_attention_scores=True)
+    out_s, scores_s = layer(
+        keras.Input((6, 5, 8)), keras.Input((7, 7, 4)), return_attention_scores=True
+    )
     assert tuple(out_s.shape) == (None, 6, 5, 8) and tuple(scores_s.shape) == (None, 30, 16)
-    _, free = layer(keras.Input((None, None, 8)), keras.Input((None, 7, 4)), return_attention_scores=True)
+    _, free = layer(
+        keras.Input((None, None, 8)), keras.Input((None, 7, 4)), return_attention_scores=True
+    )
     assert tuple(free.shape) == (None, None, None)
 
 
@@ -183,7 +205,9 @@ def test_gradient_reaches_y_only_through_the_scaled_branch():
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     before = {v.path: np.asarray(v).copy() for v in layer.trainable_weights}
     model.fit([x, y], np.zeros_like(x) + 1.0, epochs=1, batch_size=2, verbose=0)
-    moved = {v.path for v in layer.trainable_weights if not np.array_equal(before[v.path], np.asarray(v))}
+    moved = {
+        v.path for v in layer.trainable_weights if not np.array_equal(before[v.path], np.asarray(v))
+    }
     assert moved == {"cma/output_norm/gamma", "cma/output_norm/beta"}
     layer.output_norm.gamma.assign(np.ones(8, "float32"))
     before = {v.path: np.asarray(v).copy() for v in layer.trainable_weights}

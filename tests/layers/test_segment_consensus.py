@@ -23,7 +23,11 @@ class SegmentConsensusTest(testing.TestCase):
         x = np.random.RandomState(0).randn(4, 7, 3, 2).astype("float32")
         self.assertAllClose(SegmentConsensus("avg")(x), x.mean(axis=1), atol=1e-6)
         self.assertAllClose(SegmentConsensus("max")(x), x.max(axis=1))
-        self.assertAllClose(SegmentConsensus("avg", axis=2, keepdims=True)(x), x.mean(axis=2, keepdims=True), atol=1e-6)
+        self.assertAllClose(
+            SegmentConsensus("avg", axis=2, keepdims=True)(x),
+            x.mean(axis=2, keepdims=True),
+            atol=1e-6,
+        )
 
     def test_single_segment_is_identity(self):
         x = np.random.RandomState(1).randn(3, 1, 6).astype("float32")

@@ -106,7 +106,9 @@ class ClassActivationAttentionTest(testing.TestCase):
         self.assertAllClose(attention, expected, atol=1e-4)
 
     def test_a_single_location_gets_weight_one(self):
-        _, attention = ClassActivationAttention(num_classes=2, filters=3)(np.ones((2, 1, 1, 4), "float32"))
+        _, attention = ClassActivationAttention(num_classes=2, filters=3)(
+            np.ones((2, 1, 1, 4), "float32")
+        )
         self.assertAllClose(attention, np.ones((2, 1, 1)))
 
     def test_bad_arguments(self):
@@ -144,7 +146,9 @@ class WeightedAveragePooling2DTest(testing.TestCase):
             run_training_check=False,
         )
         with pytest.raises(ValueError, match="weights"):
-            WeightedAveragePooling2D()([np.zeros((2, 3, 4, 5), "float32"), np.zeros((2, 3, 4, 1), "float32")])
+            WeightedAveragePooling2D()(
+                [np.zeros((2, 3, 4, 5), "float32"), np.zeros((2, 3, 4, 1), "float32")]
+            )
 
 
 # --- Temporal-level attention (Eqs. 4-6) --------------------------------------------------------
@@ -158,7 +162,12 @@ def lstm_reference(x, kernel, recurrent_kernel, bias):
     states = []
     for step in range(t):
         z = x[:, step] @ kernel + h @ recurrent_kernel + bias
-        i, f, g, o = sigmoid(z[:, :n]), sigmoid(z[:, n : 2 * n]), np.tanh(z[:, 2 * n : 3 * n]), sigmoid(z[:, 3 * n :])
+        i, f, g, o = (
+            sigmoid(z[:, :n]),
+            sigmoid(z[:, n : 2 * n]),
+            np.tanh(z[:, 2 * n : 3 * n]),
+            sigmoid(z[:, 3 * n :]),
+        )
         c = f * c + i * g
         h = o * np.tanh(c)
         states.append(h)
@@ -262,7 +271,9 @@ class CollaborativeLearningTest(testing.TestCase):
         rng = np.random.RandomState(0)
         x = [rng.randn(4, 3, 5).astype("float32"), rng.randn(4, 4, 6).astype("float32")]
         model.fit(x, rng.randn(4, 1).astype("float32"), epochs=1, batch_size=4, verbose=0)
-        for name, old, new in zip([w.name for w in layer.weights], before, layer.get_weights(), strict=True):
+        for name, old, new in zip(
+            [w.name for w in layer.weights], before, layer.get_weights(), strict=True
+        ):
             assert not np.allclose(old, new), name
 
     def test_matches_numpy(self):
@@ -273,9 +284,13 @@ class CollaborativeLearningTest(testing.TestCase):
             layer = CollaborativeLearning(units=8, num_alternations=alternations)
             layer.build([static.shape, motion.shape])
             weights = randomize(layer, seed=alternations, scale=0.7)
-            vs_f, vm_f, zs, zm = (np.asarray(o) for o in layer([static, motion], return_coefficients=True))
+            vs_f, vm_f, zs, zm = (
+                np.asarray(o) for o in layer([static, motion], return_coefficients=True)
+            )
             for b in range(3):
-                ref = collaborative_reference(static[b].astype("float64"), motion[b].astype("float64"), weights, alternations)
+                ref = collaborative_reference(
+                    static[b].astype("float64"), motion[b].astype("float64"), weights, alternations
+                )
                 for got, want in zip((vs_f[b], vm_f[b], zs[b], zm[b]), ref, strict=True):
                     self.assertAllClose(got, want, atol=1e-5)
             self.assertAllClose(zs.sum(-1), np.ones(3), atol=1e-6)
@@ -290,7 +305,9 @@ class CollaborativeLearningTest(testing.TestCase):
         layer.build([static.shape, motion.shape])
         randomize(layer, seed=4, scale=0.7)
         _, _, zs, zm = layer([static, motion], return_coefficients=True)
-        _, _, zs_other_static, zm_other_static = layer([static[::-1], motion], return_coefficients=True)
+        _, _, zs_other_static, zm_other_static = layer(
+            [static[::-1], motion], return_coefficients=True
+        )
         _, _, zs_other_motion, _ = layer([static, motion[::-1]], return_coefficients=True)
         assert not np.allclose(zm, zm_other_static, atol=1e-4)
         assert not np.allclose(zs, zs_other_motion, atol=1e-4)
@@ -308,7 +325,10 @@ class CollaborativeLearningTest(testing.TestCase):
 class ClassWiseFusionTest(testing.TestCase):
     def test_averages_until_weights_are_set_then_follows_eq14(self):
         rng = np.random.RandomState(0)
-        a, b = softmax(rng.randn(6, 4)).astype("float32"), softmax(rng.randn(6, 4)).astype("float32")
+        a, b = (
+            softmax(rng.randn(6, 4)).astype("float32"),
+            softmax(rng.randn(6, 4)).astype("float32"),
+        )
         layer = ClassWiseFusion()
         self.assertAllClose(layer([a, b]), (a + b) / 2, atol=1e-6)
         weights = rng.rand(4, 2).astype("float32")

@@ -15,8 +15,17 @@ from keras_twostream.models import MODELS
 # name -> (builder kwargs for a tiny CPU-sized model, input shapes without batch)
 CASES = {
     "mpa_sal": (
-        dict(num_classes=3, stream="two_stream", backbone="tiny", image_size=32, num_segments=2,
-             diff_length=2, semantic_dim=8, discriminator_units=(8,), semantic_encoder=None),
+        dict(
+            num_classes=3,
+            stream="two_stream",
+            backbone="tiny",
+            image_size=32,
+            num_segments=2,
+            diff_length=2,
+            semantic_dim=8,
+            discriminator_units=(8,),
+            semantic_encoder=None,
+        ),
         {"rgb": (2, 32, 32, 3), "rgb_diff": (2, 32, 32, 6)},
     ),
     "stpn": (
@@ -36,8 +45,16 @@ CASES = {
         {"rgb": (4, 32, 32, 3), "flow": (4, 32, 32, 2)},
     ),
     "tclsta": (
-        dict(num_classes=3, backbone="tiny", image_size=64, num_frames=3, flow_length=2,
-             cam_filters=8, lstm_units=6, collaborative_units=5),
+        dict(
+            num_classes=3,
+            backbone="tiny",
+            image_size=64,
+            num_frames=3,
+            flow_length=2,
+            cam_filters=8,
+            lstm_units=6,
+            collaborative_units=5,
+        ),
         {"rgb": (3, 64, 64, 3), "flow": (3, 64, 64, 4)},
     ),
 }
@@ -80,7 +97,9 @@ def test_builder_contract(name, tmp_path):
         before = [w.copy() for w in model.get_weights()]
         history = model.fit(x, y, epochs=1, batch_size=2, verbose=0)
         assert np.isfinite(history.history["loss"][0])
-        changed = [not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)]
+        changed = [
+            not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)
+        ]
         assert any(changed)
 
     # .keras round trip: same class, same outputs.

@@ -43,7 +43,11 @@ def test_default_positions_are_every_other_block_of_res3_and_res4():
     names = [name for name, _ in specs]
     # Sect. 4.1: "5 CMA blocks in res3 and res4 to every other residual block" (as non-local nets).
     assert default_cma_blocks(names, stage_ends) == [
-        "conv3_block2", "conv3_block4", "conv4_block2", "conv4_block4", "conv4_block6",
+        "conv3_block2",
+        "conv3_block4",
+        "conv4_block2",
+        "conv4_block4",
+        "conv4_block6",
     ]
     specs, stage_ends = resnet_block_specs("resnet101")
     chosen = default_cma_blocks([name for name, _ in specs], stage_ends)
@@ -51,7 +55,10 @@ def test_default_positions_are_every_other_block_of_res3_and_res4():
     assert len(chosen) == 2 + 12
     model = tiny()
     assert model.cma_block_names == ["conv3_block1", "conv4_block1"]
-    assert [layer.name for layer in model.cma_layers("flow")] == ["flow_cma_conv3_block1", "flow_cma_conv4_block1"]
+    assert [layer.name for layer in model.cma_layers("flow")] == [
+        "flow_cma_conv3_block1",
+        "flow_cma_conv4_block1",
+    ]
 
 
 def test_fresh_model_is_two_independent_streams_until_the_blocks_are_active():
@@ -64,8 +71,12 @@ def test_fresh_model_is_two_independent_streams_until_the_blocks_are_active():
     np.testing.assert_array_equal(predict(model, {**x, "rgb": other["rgb"]})["flow"], base["flow"])
     activate_cma_blocks(model)
     base = predict(model, x)
-    assert not np.allclose(predict(model, {**x, "flow": other["flow"]})["rgb"], base["rgb"], atol=1e-4)
-    assert not np.allclose(predict(model, {**x, "rgb": other["rgb"]})["flow"], base["flow"], atol=1e-4)
+    assert not np.allclose(
+        predict(model, {**x, "flow": other["flow"]})["rgb"], base["rgb"], atol=1e-4
+    )
+    assert not np.allclose(
+        predict(model, {**x, "rgb": other["rgb"]})["flow"], base["flow"], atol=1e-4
+    )
 
 
 def test_each_block_attends_between_the_same_layers_of_both_branches():
@@ -88,8 +99,12 @@ def test_segments_share_weights_and_average_logits_eq6():
     out = predict(model, x)
     single = tiny(num_segments=1)
     single.set_weights(model.get_weights())
-    heads = keras.Model(single.inputs, {b: single.get_layer(f"{b}_consensus").output for b in ("rgb", "flow")})
-    per_segment = [heads.predict({k: v[:, s : s + 1] for k, v in x.items()}, verbose=0) for s in range(3)]
+    heads = keras.Model(
+        single.inputs, {b: single.get_layer(f"{b}_consensus").output for b in ("rgb", "flow")}
+    )
+    per_segment = [
+        heads.predict({k: v[:, s : s + 1] for k, v in x.items()}, verbose=0) for s in range(3)
+    ]
     for branch in ("rgb", "flow"):
         logits = np.mean([p[branch] for p in per_segment], axis=0)
         expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
@@ -104,7 +119,9 @@ def test_fused_is_the_weighted_sum_of_the_branch_probabilities():
     activate_cma_blocks(model)
     x = inputs()
     out = predict(model, x)
-    np.testing.assert_allclose(out["fused"], (5 * out["rgb"] + out["flow"]) / 6, atol=1e-6)  # Sect. 5.2
+    np.testing.assert_allclose(
+        out["fused"], (5 * out["rgb"] + out["flow"]) / 6, atol=1e-6
+    )  # Sect. 5.2
     model.set_fusion_weights(model.fusion_weights_for("flow"))
     out = predict(model, x)
     np.testing.assert_allclose(out["fused"], (out["rgb"] + 5 * out["flow"]) / 6, atol=1e-6)
@@ -120,7 +137,9 @@ def test_parameters_are_two_backbones_heads_and_the_cma_blocks():
     rgb = Backbone("tiny", input_shape=(SIZE, SIZE, 3)).count_params()
     flow = Backbone("tiny", input_shape=(SIZE, SIZE, 2 * L)).count_params()
     heads = 2 * (64 * CLASSES + CLASSES)
-    blocks = 2 * (_cma_params(16) + _cma_params(32))  # conv3 (16 channels), conv4 (32), both branches
+    blocks = 2 * (
+        _cma_params(16) + _cma_params(32)
+    )  # conv3 (16 channels), conv4 (32), both branches
     non_local = _cma_params(16) + _cma_params(32)  # RGB branch only (Table 4)
     assert model.count_params() == rgb + flow + heads + blocks + non_local + 2  # + 2 fusion weights
     names = [layer.name for layer in model.layers if "nonlocal" in layer.name]
@@ -170,7 +189,10 @@ def test_cma_3d_one_block_after_res4():
     assert sorted(layer.name for layer in layers) == ["flow_cma_res4", "rgb_cma_res4"]
     assert model.get_layer("rgb_cma_res4").input[0].shape == (None, 4, 2, 2, 32)  # (B, T, H, W, C)
     rng = np.random.RandomState(0)
-    x = {"rgb": rng.rand(2, 4, 32, 32, 3).astype("float32"), "flow": rng.randn(2, 4, 32, 32, 2).astype("float32")}
+    x = {
+        "rgb": rng.rand(2, 4, 32, 32, 3).astype("float32"),
+        "flow": rng.randn(2, 4, 32, 32, 2).astype("float32"),
+    }
     other = {**x, "flow": rng.randn(2, 4, 32, 32, 2).astype("float32")}
     np.testing.assert_array_equal(predict(model, x)["rgb"], predict(model, other)["rgb"])
     activate_cma_blocks(model)
@@ -220,7 +242,9 @@ def test_attention_map_of_a_query_and_its_figure(tmp_path):
     np.testing.assert_allclose(attention.weights.sum(), 1.0, atol=1e-5)
     # The same row recomputed in NumPy from the block's inputs (sample 1, segment 1 -> row 3).
     layer = model.get_layer("rgb_cma_conv4_block1")
-    rgb_map, flow_map = (m[1 * K + 1] for m in keras.Model(model.input, layer.input).predict(x, verbose=0))
+    rgb_map, flow_map = (
+        m[1 * K + 1] for m in keras.Model(model.input, layer.input).predict(x, verbose=0)
+    )
     w = {v.path.split("/", 1)[1]: keras.ops.convert_to_numpy(v) for v in layer.weights}
     query = rgb_map[3, 0] @ w["query/kernel"][0, 0] + w["query/bias"]
     pooled = flow_map.reshape(2, 2, 2, 2, -1).max(axis=(1, 3)).reshape(4, -1)  # 2x2 max-pool of 4x4
@@ -229,7 +253,9 @@ def test_attention_map_of_a_query_and_its_figure(tmp_path):
     np.testing.assert_allclose(attention.weights.ravel(), expected, rtol=1e-4, atol=1e-6)
 
     path = tmp_path / "fig5.png"
-    figure = plot_cma_attention(x["rgb"][1, 1], attention, flow=x["flow"][1, 1], path=path, title="t")
+    figure = plot_cma_attention(
+        x["rgb"][1, 1], attention, flow=x["flow"][1, 1], path=path, title="t"
+    )
     assert len(figure.axes) == 3 and path.stat().st_size > 1000
     with pytest.raises(ValueError, match="query"):
         cma_attention_map(model, x, query=(2.0, 0.5))

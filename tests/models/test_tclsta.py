@@ -13,8 +13,15 @@ T, SIZE, L, N = 3, 64, 2, 4  # tiny backbone: a 64x64 input gives a 2x2 res5 map
 
 def tiny(**kwargs):
     kwargs = {
-        "num_classes": N, "backbone": "tiny", "image_size": SIZE, "num_frames": T, "flow_length": L,
-        "cam_filters": 8, "lstm_units": 6, "collaborative_units": 5, **kwargs,
+        "num_classes": N,
+        "backbone": "tiny",
+        "image_size": SIZE,
+        "num_frames": T,
+        "flow_length": L,
+        "cam_filters": 8,
+        "lstm_units": 6,
+        "collaborative_units": 5,
+        **kwargs,
     }
     return build_tclsta(**kwargs)
 
@@ -42,15 +49,26 @@ def softmax(x):
     [
         # Table VI "Two-stream" (Frame / Optical flow streams, late fusion).
         (dict(spatial_attention=False, temporal_attention=False, collaborative=False), []),
-        (dict(spatial_attention=True, temporal_attention=False, collaborative=False), ["cam"]),  # + SA
-        (dict(spatial_attention=False, temporal_attention=True, collaborative=False), ["lstm"]),  # + TA
-        (dict(spatial_attention=True, temporal_attention=True, collaborative=False), ["cam", "lstm"]),  # + STA
+        (
+            dict(spatial_attention=True, temporal_attention=False, collaborative=False),
+            ["cam"],
+        ),  # + SA
+        (
+            dict(spatial_attention=False, temporal_attention=True, collaborative=False),
+            ["lstm"],
+        ),  # + TA
+        (
+            dict(spatial_attention=True, temporal_attention=True, collaborative=False),
+            ["cam", "lstm"],
+        ),  # + STA
         (dict(), ["cam", "lstm", "cln"]),  # + STA + CLN (Table VII)
     ],
 )
 def test_switches_add_their_loss_heads(switches, heads):
     model = tiny(**switches)
-    expected = {"fused"} | {f"{s}{'_' + h if h else ''}" for s in ("spatial", "temporal") for h in ["", *heads]}
+    expected = {"fused"} | {
+        f"{s}{'_' + h if h else ''}" for s in ("spatial", "temporal") for h in ["", *heads]
+    }
     out = run(model, inputs())
     assert set(out) == expected
     assert set(model._loss_outputs) == expected - {"fused"}
@@ -74,7 +92,9 @@ def test_streams_are_independent_until_collaborative_learning():
     probe = model.attention_model()
     za, zb = run(probe, x), run(probe, other_flow)
     assert np.abs(za["spatial_collaborative"] - zb["spatial_collaborative"]).max() > 1e-5
-    np.testing.assert_allclose(za["spatial_frame_attention"], zb["spatial_frame_attention"], atol=1e-6)
+    np.testing.assert_allclose(
+        za["spatial_frame_attention"], zb["spatial_frame_attention"], atol=1e-6
+    )
 
 
 def test_stream_prediction_uses_the_weighted_pooling_and_the_temporal_attention():
@@ -116,10 +136,14 @@ def test_without_spatial_attention_pooling_is_global_average():
         [model.get_layer("spatial_avg_pool").input, model.get_layer("spatial_unfold").output],
     )
     feature_map, alpha = (np.asarray(t) for t in probe(x))
-    np.testing.assert_allclose(alpha.reshape(-1, alpha.shape[-1]), feature_map.mean(axis=(1, 2)), atol=1e-5)
+    np.testing.assert_allclose(
+        alpha.reshape(-1, alpha.shape[-1]), feature_map.mean(axis=(1, 2)), atol=1e-5
+    )
     kernel, bias = model.get_layer("spatial_classifier").get_weights()
     out = run(model, x)
-    np.testing.assert_allclose(out["spatial"], softmax(alpha.mean(axis=1) @ kernel + bias), atol=1e-5)
+    np.testing.assert_allclose(
+        out["spatial"], softmax(alpha.mean(axis=1) @ kernel + bias), atol=1e-5
+    )
 
 
 def test_adaptive_weights_set_the_fused_output_and_survive_saving(tmp_path):
@@ -140,17 +164,26 @@ def test_adaptive_weights_set_the_fused_output_and_survive_saving(tmp_path):
         model.set_fusion_weights(np.ones((2, N)))
 
 
-@pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the streams, behind the stop-gradient
+@pytest.mark.filterwarnings(
+    "ignore:Gradients do not exist"
+)  # the streams, behind the stop-gradient
 def test_early_fusion_trains_a_classifier_on_fixed_stream_features():
     model = tiny(fusion="early", collaborative=False, spatial_attention=False)
     assert "fused" in model._loss_outputs
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss={"fused": "sparse_categorical_crossentropy"})
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1), loss={"fused": "sparse_categorical_crossentropy"}
+    )
     head = model.get_layer("early_fusion_classifier")
-    streams = [w for w in model.trainable_weights if not any(w is v for v in head.trainable_weights)]
+    streams = [
+        w for w in model.trainable_weights if not any(w is v for v in head.trainable_weights)
+    ]
     before_head = [w.numpy().copy() for w in head.trainable_weights]
     before_streams = [np.array(w.numpy()) for w in streams]
     model.fit(inputs(batch=4), np.array([0, 1, 2, 3]), batch_size=4, epochs=1, verbose=0)
-    assert all(not np.allclose(a, w.numpy()) for a, w in zip(before_head, head.trainable_weights, strict=True))
+    assert all(
+        not np.allclose(a, w.numpy())
+        for a, w in zip(before_head, head.trainable_weights, strict=True)
+    )
     for a, w in zip(before_streams, streams, strict=True):  # stop-gradient: the streams do not move
         np.testing.assert_array_equal(a, w.numpy(), err_msg=w.path)
     with pytest.raises(ValueError, match="fusion='late'"):
@@ -167,9 +200,17 @@ def test_fit_trains_every_head_and_moves_the_attention_weights():
         scope = contextlib.nullcontext()
     with scope:
         model = tiny()
-        model.compile(optimizer=keras.optimizers.SGD(0.1))  # no weight decay: only gradients move weights
-    watched = ["spatial_cam_attention", "temporal_temporal_attention", "collaborative_learning",
-               "spatial_cln_classifier", "temporal_lstm_classifier", "spatial_classifier"]
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1)
+        )  # no weight decay: only gradients move weights
+    watched = [
+        "spatial_cam_attention",
+        "temporal_temporal_attention",
+        "collaborative_learning",
+        "spatial_cln_classifier",
+        "temporal_lstm_classifier",
+        "spatial_classifier",
+    ]
     before = {name: [w.copy() for w in model.get_layer(name).get_weights()] for name in watched}
     history = model.fit(inputs(batch=4), np.array([0, 1, 2, 3]), batch_size=4, epochs=1, verbose=0)
     logs = history.history
@@ -212,7 +253,9 @@ def test_bad_input_names_key_and_shape():
     x = inputs()
     with pytest.raises(ValueError, match=r"Missing input 'flow'.*\(batch, 3, 64, 64, 4\)"):
         model({"rgb": x["rgb"]})
-    with pytest.raises(ValueError, match=r"Input 'rgb' has shape .*expected \(batch, 3, 64, 64, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"Input 'rgb' has shape .*expected \(batch, 3, 64, 64, 3\)"
+    ):
         model({"rgb": x["rgb"][:, :2], "flow": x["flow"]})
 
 

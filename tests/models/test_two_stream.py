@@ -70,7 +70,9 @@ def test_multitask_heads_and_masked_losses():
     model.fit(x, only_ucf, batch_size=3, epochs=1, verbose=0)
     for a, b in zip(before_hmdb, hmdb_head.get_weights(), strict=False):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(before_ucf, ucf_head.get_weights(), strict=False))
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(before_ucf, ucf_head.get_weights(), strict=False)
+    )
     history = model.fit(x, y, batch_size=3, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     with pytest.raises(ValueError, match="several tasks"):
@@ -82,7 +84,9 @@ def test_bad_input_names_key_and_shape():
     x = inputs()
     with pytest.raises(ValueError, match=r"Missing input 'flow'.*\(batch, 1, 32, 32, 4\)"):
         model({"rgb": x["rgb"]})
-    with pytest.raises(ValueError, match=r"Input 'flow' has shape .*expected \(batch, 1, 32, 32, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"Input 'flow' has shape .*expected \(batch, 1, 32, 32, 4\)"
+    ):
         model({"rgb": x["rgb"], "flow": x["flow"][..., :2]})
     with pytest.raises(ValueError, match="dict of inputs"):
         model(x["rgb"])

@@ -14,7 +14,9 @@ SIZE, K, L, CLASSES, BATCH = 64, 2, 2, 3, 4
 
 
 def make_model(**kwargs):
-    model = build_cma(CLASSES, backbone="tiny", image_size=SIZE, num_segments=K, flow_length=L, **kwargs)
+    model = build_cma(
+        CLASSES, backbone="tiny", image_size=SIZE, num_segments=K, flow_length=L, **kwargs
+    )
     # As after an earlier iteration: non-zero CMA scales, so each branch reads the other one.
     for layer in model.layers:
         if isinstance(layer, CrossModalityAttention):
@@ -43,7 +45,8 @@ def _replica_values(variable):
 def snapshot(model):
     return {
         branch: {
-            (i, v.path): _replica_values(v) for i, v in enumerate(model.branch_variables(branch, trainable_only=False))
+            (i, v.path): _replica_values(v)
+            for i, v in enumerate(model.branch_variables(branch, trainable_only=False))
         }
         for branch in model.branches
     }
@@ -59,18 +62,24 @@ class Recorder(keras.callbacks.Callback):
 
     def _optimizer_slots(self):
         lr = self.model.optimizer.learning_rate
-        return [keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables if v is not lr]
+        return [
+            keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables if v is not lr
+        ]
 
     def on_train_begin(self, logs=None):
         self.states.append(snapshot(self.model))
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.lr_at_begin.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        self.lr_at_begin.append(
+            float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        )
         self.slots_zero_at_begin.append(all(not s.any() for s in self._optimizer_slots()))
 
     def on_epoch_end(self, epoch, logs=None):
         self.states.append(snapshot(self.model))
-        self.fusion.append(keras.ops.convert_to_numpy(self.model.get_layer("fused").fusion_weights).tolist())
+        self.fusion.append(
+            keras.ops.convert_to_numpy(self.model.get_layer("fused").fusion_weights).tolist()
+        )
         if self.decay:  # as ReduceLROnPlateau would
             self.model.optimizer.learning_rate = self.lr_at_begin[-1] / 10
 
@@ -83,9 +92,17 @@ def check_phase(before, after, trained, frozen):
             assert np.array_equal(a, b), f"{key} of the frozen {frozen} branch moved"
     # Every variable of the trained branch moved, except the key biases of the CMA blocks, whose
     # gradient is zero (softmax is invariant to a shift q.b_k shared by all keys) and which start at 0.
-    unchanged = {key[1] for key, values in before[trained].items() if np.array_equal(values[0], after[trained][key][0])}
-    assert all(name.endswith("key/bias") or "seed_generator" in name for name in unchanged), unchanged
-    assert any("moving_mean" in key[1] for key in before[trained]) and not any("moving_mean" in n for n in unchanged)
+    unchanged = {
+        key[1]
+        for key, values in before[trained].items()
+        if np.array_equal(values[0], after[trained][key][0])
+    }
+    assert all(name.endswith("key/bias") or "seed_generator" in name for name in unchanged), (
+        unchanged
+    )
+    assert any("moving_mean" in key[1] for key in before[trained]) and not any(
+        "moving_mean" in n for n in unchanged
+    )
 
 
 def test_each_iteration_freezes_the_other_branch_bit_for_bit():
@@ -93,7 +110,14 @@ def test_each_iteration_freezes_the_other_branch_bit_for_bit():
     model.compile()  # SGD with momentum and weight decay (Sect. 4.4): both would move frozen weights
     recorder = Recorder(decay_lr_at_epoch_end=True)
     schedule = AlternatingSchedule(epochs_per_iteration=2, verbose=0)
-    model.fit(*make_data(), batch_size=BATCH, epochs=4, verbose=0, shuffle=False, callbacks=[schedule, recorder])
+    model.fit(
+        *make_data(),
+        batch_size=BATCH,
+        epochs=4,
+        verbose=0,
+        shuffle=False,
+        callbacks=[schedule, recorder],
+    )
     # Iteration 1 (epochs 0-1) trains RGB, iteration 2 (epochs 2-3) trains Flow.
     check_phase(recorder.states[0], recorder.states[2], trained="rgb", frozen="flow")
     check_phase(recorder.states[2], recorder.states[4], trained="flow", frozen="rgb")
@@ -104,7 +128,11 @@ def test_each_iteration_freezes_the_other_branch_bit_for_bit():
     assert recorder.slots_zero_at_begin == [True, False, True, False]
     assert model.training_branch == "flow" and (schedule.iteration, schedule.branch) == (2, "flow")
     assert [schedule.iteration_for_epoch(e) for e in range(5)] == [
-        (1, "rgb"), (1, "rgb"), (2, "flow"), (2, "flow"), (3, "rgb"),
+        (1, "rgb"),
+        (1, "rgb"),
+        (2, "flow"),
+        (2, "flow"),
+        (3, "rgb"),
     ]
 
 
@@ -160,7 +188,9 @@ def test_reset_optimizer_state_keeps_the_learning_rate():
     reset_optimizer_state(model.optimizer)
     lr = model.optimizer.learning_rate
     assert float(keras.ops.convert_to_numpy(lr)) == 1.0  # set to ones above, then kept
-    assert all(not keras.ops.convert_to_numpy(v).any() for v in model.optimizer.variables if v is not lr)
+    assert all(
+        not keras.ops.convert_to_numpy(v).any() for v in model.optimizer.variables if v is not lr
+    )
 
 
 def test_errors_name_the_problem():
