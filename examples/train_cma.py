@@ -23,7 +23,6 @@ accurate, so a branch that reads the other one through its CMA blocks can beat t
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -64,9 +63,12 @@ def main(argv=None):
     import numpy as np
 
     from keras_twostream import build_two_stream
-    from keras_twostream.data import load_annotations, make_dataset, make_test_dataset
-    from keras_twostream.data.extract import extract_videos
-    from keras_twostream.datasets import generate_synthetic_dataset, synthetic_dataset_path
+    from keras_twostream.data import make_dataset, make_test_dataset
+    from keras_twostream.datasets import (
+        extract_synthetic_frames,
+        generate_synthetic_dataset,
+        synthetic_dataset_path,
+    )
     from keras_twostream.models.cma import build_cma
     from keras_twostream.training.alternating import AlternatingSchedule
     from keras_twostream.visualization.cma import cma_attention_map, plot_cma_attention
@@ -87,22 +89,10 @@ def main(argv=None):
         )
     else:
         root = generate_synthetic_dataset(synthetic_dataset_path(args.cache), seed=args.seed)
-    frames = root / "frames"
-    summary = extract_videos(
-        root / "videos",
-        frames,
-        flow="dis",
-        workers=min(2, os.cpu_count() or 1),
-        short_side=IMAGE_SIZE,
-    )
-    if summary.failed:
-        print(f"{len(summary.failed)} videos failed to extract; continuing with the rest")
-    table = load_annotations(root, format="ucf101", split=1)
-    table["path"] = table["path"].map(lambda p: str(Path(p).with_suffix("")))
-    train, test = table[table.split == "train"], table[table.split == "test"]
-    classes = [
-        line.split()[1] for line in (root / "classInd.txt").read_text().splitlines() if line.strip()
-    ]
+    data = extract_synthetic_frames(root, root / "frames", flow="dis", short_side=IMAGE_SIZE)
+    if data.failed:
+        print(f"{len(data.failed)} videos failed to extract; continuing with the rest")
+    frames, train, test, classes = data.frames, data.train, data.test, data.classes
     labels = test["label"].to_numpy()
     print(f"{len(train)} training and {len(test)} test videos, {len(classes)} classes")
 

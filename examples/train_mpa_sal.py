@@ -26,7 +26,6 @@ fine-tuning (1e-3; at 0.01 the tiny networks' test predictions collapse onto one
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -44,9 +43,11 @@ def say(message):
 
 
 def prepare_data(output, cache, quick, image_size, seed):
-    from keras_twostream.data import load_annotations
-    from keras_twostream.data.extract import extract_videos
-    from keras_twostream.datasets import generate_synthetic_dataset, synthetic_dataset_path
+    from keras_twostream.datasets import (
+        extract_synthetic_frames,
+        generate_synthetic_dataset,
+        synthetic_dataset_path,
+    )
 
     if quick:
         root = generate_synthetic_dataset(
@@ -57,23 +58,13 @@ def prepare_data(output, cache, quick, image_size, seed):
         )
     else:
         root = generate_synthetic_dataset(synthetic_dataset_path(cache), seed=seed)
-    frames = root / f"frames-rgb-{image_size}"
     # RGB frames only: the temporal network reads RGB differences, not optical flow.
-    summary = extract_videos(
-        root / "videos",
-        frames,
-        flow="none",
-        workers=min(2, os.cpu_count() or 1),
-        short_side=image_size,
+    data = extract_synthetic_frames(
+        root, root / f"frames-rgb-{image_size}", flow="none", short_side=image_size
     )
-    if summary.failed:
-        say(f"{len(summary.failed)} videos failed to extract; continuing with the rest")
-    table = load_annotations(root, format="ucf101", split=1)
-    table["path"] = table["path"].map(lambda p: str(Path(p).with_suffix("")))
-    classes = [
-        line.split()[1] for line in (root / "classInd.txt").read_text().splitlines() if line.strip()
-    ]
-    return frames, table[table.split == "train"], table[table.split == "test"], classes
+    if data.failed:
+        say(f"{len(data.failed)} videos failed to extract; continuing with the rest")
+    return data.frames, data.train, data.test, data.classes
 
 
 def evaluate(model, dataset, classes):

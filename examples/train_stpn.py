@@ -15,7 +15,6 @@ accurate, so the fused accuracy shows that the pyramid combines them.
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -44,13 +43,15 @@ def main(argv=None):
     import numpy as np
 
     from keras_twostream.data import (
-        load_annotations,
         make_dataset,
         make_test_dataset,
         predict_video_scores,
     )
-    from keras_twostream.data.extract import extract_videos
-    from keras_twostream.datasets import generate_synthetic_dataset, synthetic_dataset_path
+    from keras_twostream.datasets import (
+        extract_synthetic_frames,
+        generate_synthetic_dataset,
+        synthetic_dataset_path,
+    )
     from keras_twostream.models.stpn import build_stpn
 
     started = time.time()
@@ -68,22 +69,11 @@ def main(argv=None):
         )
     else:
         root = generate_synthetic_dataset(synthetic_dataset_path(args.cache), seed=args.seed)
-    frames = output / "frames"  # the example's own copy: other runs may extract into the cache
-    summary = extract_videos(
-        root / "videos",
-        frames,
-        flow="dis",
-        workers=min(2, os.cpu_count() or 1),
-        short_side=IMAGE_SIZE,
-    )
-    if summary.failed:
-        print(f"{len(summary.failed)} videos failed to extract; continuing with the rest")
-    table = load_annotations(root, format="ucf101", split=1)
-    table["path"] = table["path"].map(lambda p: str(Path(p).with_suffix("")))
-    train, test = table[table.split == "train"], table[table.split == "test"]
-    classes = [
-        line.split()[1] for line in (root / "classInd.txt").read_text().splitlines() if line.strip()
-    ]
+    # the example's own copy: other runs may extract into the cache
+    data = extract_synthetic_frames(root, output / "frames", flow="dis", short_side=IMAGE_SIZE)
+    if data.failed:
+        print(f"{len(data.failed)} videos failed to extract; continuing with the rest")
+    frames, train, test, classes = data.frames, data.train, data.test, data.classes
     print(f"{len(train)} training and {len(test)} test videos, {len(classes)} classes")
 
     # 2. STPN inputs: one RGB frame and P flow chunks around it per sample.

@@ -8,7 +8,6 @@
 """
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -29,14 +28,12 @@ def run_demo(output="keras_twostream_outputs/demo", cache=None, epochs=None, see
     import keras
 
     from keras_twostream import build_two_stream
-    from keras_twostream.data import (
-        load_annotations,
-        make_dataset,
-        make_test_dataset,
-        predict_video_scores,
+    from keras_twostream.data import make_dataset, make_test_dataset, predict_video_scores
+    from keras_twostream.datasets import (
+        extract_synthetic_frames,
+        generate_synthetic_dataset,
+        synthetic_dataset_path,
     )
-    from keras_twostream.data.extract import extract_videos
-    from keras_twostream.datasets import generate_synthetic_dataset, synthetic_dataset_path
 
     started = time.time()
     output = Path(output).resolve()
@@ -52,23 +49,12 @@ def run_demo(output="keras_twostream_outputs/demo", cache=None, epochs=None, see
     _say(f"dataset: {root}")
 
     # 2. Frames and flow, in the TSN/MMAction2 layout.
-    frames = root / "frames"
-    summary = extract_videos(
-        root / "videos",
-        frames,
-        flow=FLOW_ALGORITHM,
-        workers=min(2, os.cpu_count() or 1),
-        short_side=IMAGE_SIZE,
+    data = extract_synthetic_frames(
+        root, root / "frames", flow=FLOW_ALGORITHM, short_side=IMAGE_SIZE
     )
-    if summary.failed:
-        _say(f"{len(summary.failed)} videos failed to extract; continuing with the rest")
-
-    table = load_annotations(root, format="ucf101", split=1)
-    table["path"] = table["path"].map(lambda p: str(Path(p).with_suffix("")))
-    train, test = table[table.split == "train"], table[table.split == "test"]
-    classes = [
-        line.split()[1] for line in (root / "classInd.txt").read_text().split("\n") if line.strip()
-    ]
+    if data.failed:
+        _say(f"{len(data.failed)} videos failed to extract; continuing with the rest")
+    frames, train, test, classes = data.frames, data.train, data.test, data.classes
     _say(f"{len(train)} training and {len(test)} test videos, {len(classes)} classes")
 
     common = dict(

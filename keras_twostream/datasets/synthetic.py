@@ -58,6 +58,7 @@ and no group is in both splits.
 
 import colorsys
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -173,6 +174,94 @@ def generate_synthetic_dataset(
         _write_split_files(root, videos)
         _write_manifest(root, videos, params)
     return root
+
+
+@dataclasses.dataclass
+class SyntheticFrames:
+    """What `extract_synthetic_frames` returns.
+
+    Attributes:
+        frames: the frame folder (TSN/MMAction2 layout), the `root` of the pipelines.
+        train: annotation table of the training videos (split 1), `path` relative to `frames`.
+        test: annotation table of the test videos.
+        classes: class names, in label order.
+        failed: `(video, reason)` of the videos that failed to extract (the others are kept).
+
+    Example:
+
+    >>> from keras_twostream.datasets import extract_synthetic_frames  # doctest: +SKIP
+    >>> data = extract_synthetic_frames(root, short_side=64)  # doctest: +SKIP
+    >>> make_dataset(data.train, root=data.frames, flow_length=5, image_size=64)  # doctest: +SKIP
+    """
+
+    frames: Path
+    train: object
+    test: object
+    classes: list
+    failed: list
+
+
+def extract_synthetic_frames(
+    root, frames=None, flow="dis", short_side=64, workers=None, progress=True
+):
+    """Extracts a synthetic dataset's videos into frame folders and reads its split 1.
+
+    The step the demo, the examples and the tutorials share between `generate_synthetic_dataset`
+    and the `tf.data` pipelines: `keras_twostream.data.extract_videos` (resumable; folders
+    already complete are kept), then the UCF101 annotation files, with each video path mapped
+    to its frame folder.
+
+    Args:
+        root: a folder written by `generate_synthetic_dataset`.
+        frames: the frame folder. Defaults to `root / f"frames-{flow}-{short_side}"`.
+        flow: `"dis"`, `"farneback"`, `"tvl1"` or `"none"` (RGB frames only).
+        short_side: frame size after resizing (the synthetic frames are square).
+        workers: extraction processes. Defaults to `min(2, os.cpu_count())`.
+        progress: show the extraction's progress bar and summary.
+
+    Returns:
+        A `SyntheticFrames`.
+
+    Example:
+
+    >>> import tempfile
+    >>> from keras_twostream.datasets import extract_synthetic_frames, generate_synthetic_dataset
+    >>> root = generate_synthetic_dataset(
+    ...     tempfile.mkdtemp(), videos_per_class=(1, 1), size=32, num_frames=8, progress=False)
+    >>> data = extract_synthetic_frames(root, short_side=32, progress=False)
+    >>> len(data.train), len(data.test), data.classes[0]
+    (9, 9, 'RedStripes_Translating')
+    """
+    from keras_twostream.data.annotations import load_annotations
+    from keras_twostream.data.extract import extract_videos
+
+    root = Path(root)
+    if not (root / "classInd.txt").is_file():
+        raise FileNotFoundError(
+            f"Expected a folder written by generate_synthetic_dataset, with classInd.txt. "
+            f"Received: root={str(root)!r}"
+        )
+    frames = root / f"frames-{flow}-{short_side}" if frames is None else Path(frames)
+    summary = extract_videos(
+        root / "videos",
+        frames,
+        flow=flow,
+        workers=min(2, os.cpu_count() or 1) if workers is None else workers,
+        short_side=short_side,
+        progress=progress,
+    )
+    table = load_annotations(root, format="ucf101", split=1)
+    table["path"] = table["path"].map(lambda p: str(Path(p).with_suffix("")))
+    classes = [
+        line.split()[1] for line in (root / "classInd.txt").read_text().splitlines() if line.strip()
+    ]
+    return SyntheticFrames(
+        frames=frames,
+        train=table[table.split == "train"],
+        test=table[table.split == "test"],
+        classes=classes,
+        failed=list(summary.failed),
+    )
 
 
 def render_synthetic_video(

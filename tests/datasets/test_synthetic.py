@@ -14,6 +14,7 @@ from keras_twostream.datasets import (
     SYNTHETIC_APPEARANCES,
     SYNTHETIC_CLASSES,
     SYNTHETIC_MOTIONS,
+    extract_synthetic_frames,
     generate_synthetic_dataset,
     render_synthetic_video,
     synthetic_dataset_path,
@@ -58,6 +59,28 @@ def test_class_names_are_appearance_times_motion():
     for name in SYNTHETIC_CLASSES:
         appearance, motion = name.split("_")
         assert appearance in SYNTHETIC_APPEARANCES and motion in SYNTHETIC_MOTIONS
+
+
+def test_extract_synthetic_frames_maps_split_1_to_complete_frame_folders(small, tmp_path):
+    data = extract_synthetic_frames(small, tmp_path / "frames", short_side=32, progress=False)
+    assert data.failed == []
+    assert data.classes == list(SYNTHETIC_CLASSES)
+    assert (len(data.train), len(data.test)) == (3 * 9, 2 * 9)
+    assert set(data.train.path).isdisjoint(data.test.path)
+    for row in data.test.itertuples():
+        folder = data.frames / row.path  # the video's path without its extension
+        meta = json.loads((folder / "meta.json").read_text())
+        assert (meta["rgb_frames"], meta["flow_frames"]) == (12, 11)
+        assert row.label == data.classes.index(row.path.split("/")[0])
+    # Extraction resumes: complete folders are kept, not rewritten.
+    stamp = (data.frames / data.train.path.iloc[0] / "meta.json").stat().st_mtime_ns
+    extract_synthetic_frames(small, tmp_path / "frames", short_side=32, progress=False)
+    assert (data.frames / data.train.path.iloc[0] / "meta.json").stat().st_mtime_ns == stamp
+
+
+def test_extract_synthetic_frames_names_a_folder_that_is_not_a_dataset(tmp_path):
+    with pytest.raises(FileNotFoundError, match="classInd.txt.*not_a_dataset"):
+        extract_synthetic_frames(tmp_path / "not_a_dataset")
 
 
 def test_split_files_follow_ucf101(small):
