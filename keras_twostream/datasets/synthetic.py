@@ -250,16 +250,13 @@ def extract_synthetic_frames(
         short_side=short_side,
         progress=progress,
     )
-    table = load_annotations(root, format="ucf101", split=1)
-    table["path"] = table["path"].map(lambda p: str(Path(p).with_suffix("")))
-    classes = [
-        line.split()[1] for line in (root / "classInd.txt").read_text().splitlines() if line.strip()
-    ]
+    # layout="frames": each path names the video's frame folder, relative to `frames`.
+    table = load_annotations(root, format="ucf101", split=1, layout="frames")
     return SyntheticFrames(
         frames=frames,
         train=table[table.split == "train"],
         test=table[table.split == "test"],
-        classes=classes,
+        classes=list(table.attrs["classes"]),
         failed=list(summary.failed),
     )
 
