@@ -526,7 +526,73 @@ def _read(files, count):
     return [tf.io.read_file(flat[i]) for i in range(count)]
 
 
+_SOI = b"\xff\xd8"  # JPEG start-of-image marker
+_EOI = b"\xff\xd9"  # JPEG end-of-image marker
+
+
+def _checked_jpeg(contents):
+    """`contents`, after asserting that it is a whole JPEG file (issue 20).
+
+    TensorFlow's decoders are not strict on their own (measured, TF 2.21):
+    `decode_jpeg` decodes a PNG renamed `.jpg`, and `decode_and_crop_jpeg`
+    returns a crop window of a truncated JPEG without error when the window
+    lies in the part before the cut (libjpeg only warns "Premature end of JPEG
+    data"). So every frame must start with the SOI marker and end with the EOI
+    marker before it is decoded, whatever decoder or window follows; random
+    bytes with a JPEG header then still fail in libjpeg. Choice: trailing bytes
+    after EOI (no writer this project reads produces them) count as corrupt.
+    """
+    n = tf.strings.length(contents)
+    whole = tf.logical_and(
+        tf.equal(tf.strings.substr(contents, 0, 2), _SOI),
+        tf.equal(tf.strings.substr(contents, tf.maximum(n - 2, 0), 2), _EOI),
+    )
+    whole = tf.logical_and(whole, n >= 4)
+    check = tf.debugging.Assert(whole, ["not a whole JPEG file (SOI/EOI markers)"])
+    with tf.control_dependencies([check]):
+        return tf.identity(contents)
+
+
+def jpeg_problem(contents):
+    """What is wrong with the bytes of a frame file, by the pipeline's rules, or `None`.
+
+    The same checks as the `tf.data` decoding (`_checked_jpeg`, then libjpeg with the
+    accurate integer IDCT), so the diagnosis of a dropped sample names exactly what
+    the pipeline refused.
+
+    Args:
+        contents: the file's bytes.
+
+    Returns:
+        `None` when the file decodes as a whole JPEG, else a description such as
+        `"is not a valid JPEG (it starts with 0x89 0x50; ...)"`.
+
+    Example:
+
+    >>> from keras_twostream.data.pipeline import jpeg_problem
+    >>> jpeg_problem(b"")
+    'is not a valid JPEG (an empty file)'
+    """
+    contents = bytes(contents)
+    if not contents:
+        return "is not a valid JPEG (an empty file)"
+    if contents[:2] != _SOI:
+        head = " ".join(f"0x{b:02x}" for b in contents[:2])
+        return f"is not a valid JPEG (it starts with {head}; a JPEG starts with 0xff 0xd8)"
+    if len(contents) < 4 or contents[-2:] != _EOI:
+        return (
+            f"is not a valid JPEG (truncated: {len(contents)} bytes, no end-of-image "
+            "marker 0xff 0xd9)"
+        )
+    try:
+        tf.io.decode_jpeg(contents, dct_method=DCT_METHOD)
+    except tf.errors.OpError as error:
+        return f"is not a valid JPEG ({_op_message(error)})"
+    return None
+
+
 def _decode(contents, channels, window):
+    contents = [_checked_jpeg(c) for c in contents]
     if window is None:
         return [tf.io.decode_jpeg(c, channels=channels, dct_method=DCT_METHOD) for c in contents]
     return [
@@ -825,6 +891,7 @@ class _EpochSource:
         self._lock = threading.Lock()
         self.epochs = {}
         self.latest = None
+        self.on_draw = None  # called before each epoch is drawn (the guard's reset)
 
     def set_epoch(self, epoch):
         """The next iteration of the dataset draws `epoch` (the draws depend on (seed, epoch)
@@ -838,6 +905,8 @@ class _EpochSource:
             self._counter = epoch
 
     def generate(self):
+        if self.on_draw is not None:
+            self.on_draw()
         with self._lock:
             epoch = self._counter
             self._counter += 1
@@ -878,6 +947,15 @@ class _Guard:
         self.errors = errors
         self.on_error = on_error
         self.load = load
+        # Set in the graph once a failure has been raised (on_error="raise"), so that
+        # tf.data's threads, which run ahead of the consumer, never call into Python
+        # again: a Python call in a background thread while the main thread (holding
+        # the GIL) destroys the iterator after the error deadlocks the process
+        # (measured: `keras-twostream train` hung after printing the traceback, the
+        # main thread in ~PrefetchDatasetOp::Iterator waiting for a runner thread in
+        # this guard's EagerPyFunc). Cleared when an epoch is drawn.
+        self.failed = tf.Variable(False, trainable=False, name="dataset_failed")
+        source.on_draw = lambda: self.failed.assign(False)
 
     def report_missing(self, epoch, seq, expected):
         """Reports the samples from `expected` on that the batch `seq` lacks.
@@ -888,6 +966,11 @@ class _Guard:
                 after which every position from `expected` to the end of the
                 latest epoch is missing.
             expected: the first position not seen yet.
+
+        Returns:
+            `(count, message)`: the number of missing samples and, with
+            `on_error="raise"`, the error naming the first one's bad file
+            (raised in the graph, see `_guarded`), else `""`.
         """
         seq = np.asarray(seq).reshape(-1).astype(np.int64)
         expected = int(expected)
@@ -901,8 +984,10 @@ class _Guard:
         else:
             missing = []
         for s in missing:
-            self._report(e, s)
-        return np.int64(len(missing))
+            message = self._report(e, s)
+            if message:
+                return np.int64(len(missing)), message
+        return np.int64(len(missing)), ""
 
     def _report(self, epoch, seq):
         arrays = self.source.epochs[epoch]
@@ -910,11 +995,12 @@ class _Guard:
         directory = element["dir"].decode() if isinstance(element["dir"], bytes) else element["dir"]
         file, problem = self._diagnose(directory, element)
         if self.on_error == "raise":
-            raise ValueError(
+            return (
                 f"{file or directory}: {problem} (video {directory}, row {element['row']} of the "
                 "annotation table; pass on_error='skip' to drop such samples)"
             )
         self.errors.add(directory, file, problem, row=int(element["row"]))
+        return ""
 
     def _diagnose(self, directory, element):
         cfg = self.cfg
@@ -933,10 +1019,10 @@ class _Guard:
                 contents = tf.io.read_file(path)
             except tf.errors.OpError as error:
                 return path, f"cannot be read ({_op_message(error)})"
-            try:
-                shape = tuple(tf.io.decode_jpeg(contents).shape[:2])
-            except tf.errors.OpError as error:
-                return path, f"is not a valid JPEG ({_op_message(error)})"
+            problem = jpeg_problem(contents.numpy())
+            if problem is not None:
+                return path, problem
+            shape = tuple(tf.io.extract_jpeg_shape(contents).numpy()[:2])
             kind = os.path.basename(path)[:2]
             if shapes.setdefault(kind, (shape, path))[0] != shape:
                 first_shape, first = shapes[kind]
@@ -954,32 +1040,55 @@ class _Guard:
 def _guarded(source, signature, load, guard, batch_size=None, drop_remainder=False, size=None):
     """Epoch arrays -> loaded (and batched) samples; failures dropped, reported, sentinel removed.
 
-    The gap check runs once per batch, in the graph (a `scan` over the
-    position expected next); only a batch with missing samples calls Python
-    to name them. A sentinel batch with `seq = -1` follows the last batch of
-    each epoch so drops at the very end are caught too. `size` is the number
-    of samples of an epoch. With `drop_remainder`, the last incomplete batch is
-    dropped after the check, so its samples are not taken for failures.
+    The gap check runs once per sample, in the graph (a `scan` over the
+    position expected next), before batching; only a missing sample calls
+    Python to name it. A sentinel element with `seq = -1` follows the last
+    sample of each epoch, so drops at the very end are caught too, and because
+    the check runs before `batch`, the epoch's last batch is not emitted before
+    the sentinel has been checked (issue 20: with the check after batching, a
+    drop in the last batch was only seen by the sentinel batch, which
+    `model.fit` never pulls, since it stops after the known number of steps;
+    training then went on with a sample fewer and exited 0). `size` is the
+    number of samples of an epoch. With `drop_remainder`, the last incomplete
+    batch is dropped after the check, so its samples are not taken for failures.
     """
     ds = tf.data.Dataset.from_generator(source.generate, output_signature=signature)
     ds = ds.flat_map(tf.data.Dataset.from_tensor_slices)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors()
-    if batch_size is not None:
-        # In parallel, in order: a sequential batch copy (8 x 7.8 MB for 224x224 clips)
-        # capped the parallel map (measured on 2 idle cores: 139 clips/s, 186 unbatched).
-        ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     spec = ds.element_spec
 
     def sentinel(_):
         def zeros(s):
-            shape = [1 if d is None else d for d in s.shape]
-            return tf.zeros(shape, s.dtype)
+            return tf.zeros([1 if d is None else d for d in s.shape], s.dtype)
 
         inputs, label, epoch, seq = tf.nest.map_structure(zeros, spec)
         return inputs, label, epoch - 1, seq - 1
 
     ds = ds.concatenate(tf.data.Dataset.range(1).map(sentinel))
+    failed = guard.failed
+    raising = guard.on_error == "raise"
+
+    def call_guard(epoch, seq, expected):
+        count, message = tf.py_function(
+            guard.report_missing, [epoch, seq, expected], [tf.int64, tf.string]
+        )
+        if not raising:
+            return count
+        # Raised here, in the graph, after setting `failed`: later checks raise
+        # without calling Python (see `_Guard.__init__`).
+        flag = failed.assign(tf.not_equal(message, ""))
+        with tf.control_dependencies([flag]):
+            check = tf.debugging.Assert(tf.equal(message, ""), [message], summarize=1)
+        with tf.control_dependencies([check]):
+            return tf.identity(count)
+
+    def already_failed():
+        check = tf.debugging.Assert(
+            False, ["an earlier sample of this dataset failed to load (see the first error)"]
+        )
+        with tf.control_dependencies([check]):
+            return tf.constant(0, tf.int64)
 
     def check(expected, element):
         inputs, label, epoch, seq = element
@@ -991,8 +1100,10 @@ def _guarded(source, signature, load, guard, batch_size=None, drop_remainder=Fal
         reported = tf.cond(
             complete,
             lambda: tf.constant(0, tf.int64),
-            lambda: tf.py_function(
-                guard.report_missing, [tf.reshape(epoch, [-1]), seq, expected], tf.int64
+            lambda: tf.cond(
+                failed.read_value(),
+                already_failed,
+                lambda: call_guard(tf.reshape(epoch, [-1]), seq, expected),
             ),
         )
         following = tf.where(is_sentinel, tf.constant(0, tf.int64), seq[-1] + 1)
@@ -1000,17 +1111,23 @@ def _guarded(source, signature, load, guard, batch_size=None, drop_remainder=Fal
 
     ds = ds.scan(tf.constant(0, tf.int64), check)  # sequential: the samples in order
     ds = ds.filter(lambda inputs, label, is_sentinel: tf.logical_not(is_sentinel))
-    if batch_size is not None and drop_remainder:
-        ds = ds.filter(lambda inputs, label, _: tf.equal(tf.shape(label)[0], batch_size))
+    ds = ds.map(lambda inputs, label, _: (inputs, label))
+    if batch_size is None:
+        return ds
+    # In parallel, in order: a sequential batch copy (8 x 7.8 MB for 224x224 clips)
+    # capped the parallel map (measured on 2 idle cores: 139 clips/s, 186 unbatched).
+    ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if drop_remainder:
+        ds = ds.filter(lambda inputs, label: tf.equal(tf.shape(label)[0], batch_size))
 
-        def static_batch(inputs, label, _):
+        def static_batch(inputs, label):
             def fix(t):
                 return tf.ensure_shape(t, [batch_size, *t.shape[1:]])
 
             return tf.nest.map_structure(fix, (inputs, label))
 
         return ds.map(static_batch)
-    return ds.map(lambda inputs, label, _: (inputs, label))
+    return ds
 
 
 def _epoch_signature(arrays):
