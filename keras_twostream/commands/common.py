@@ -11,6 +11,8 @@ none, and the commands then use the library defaults and say so.
 
 import json
 import os
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -559,3 +561,85 @@ def extraction_settings(table):
                 "bound": meta.get("bound"),
             }
     return {}
+
+
+# --------------------------------------------------------------------------
+# Data errors met while a command runs (`--on-error`, issue 15 item 2).
+# --------------------------------------------------------------------------
+
+ON_ERROR_CHOICES = ("raise", "skip")
+
+
+def add_on_error_argument(parser):
+    """Adds `--on-error {raise,skip}` (the pipelines' `on_error`) to a command's parser."""
+    parser.add_argument(
+        "--on-error",
+        choices=list(ON_ERROR_CHOICES),
+        default="raise",
+        help="a missing or corrupt frame file: stop with an error naming it (raise, the default), "
+        "or leave the sample out, name it and count it in the report (skip)",
+    )
+
+
+def skipped_summary(errors):
+    """The problems a `DatasetErrors` recorded, once per (video, file, problem), with counts.
+
+    Args:
+        errors: a `keras_twostream.data.DatasetErrors` (or `None`).
+
+    Returns:
+        A dict `{"count": int, "records": [{"video", "file", "problem", "row", "times"}]}`:
+        `count` is the number of distinct problems, `times` how often each was met (a
+        corrupt frame is met once per epoch that draws it).
+
+    Example:
+
+    >>> from keras_twostream.data import DatasetErrors
+    >>> from keras_twostream.commands.common import skipped_summary
+    >>> errors = DatasetErrors()
+    >>> errors.add("v1", "v1/img_00003.jpg", "is not a valid JPEG (an empty file)", row=2)
+    >>> skipped_summary(errors)["count"]
+    1
+    """
+    merged = {}
+    for record in [] if errors is None else errors.records:
+        key = (record["video"], record["file"], record["problem"])
+        if key in merged:
+            merged[key]["times"] += 1
+        else:
+            merged[key] = {**record, "times": 1}
+    return {"count": len(merged), "records": list(merged.values())}
+
+
+def report_skipped(command, summary):
+    """Prints the skipped samples of a run (see `skipped_summary`), or nothing when none."""
+    if not summary["count"]:
+        return
+    say(command, f"skipped {summary['count']} bad sample file(s) (--on-error skip):")
+    for record in summary["records"][:MAX_LISTED]:
+        print(
+            f"  {record['file'] or record['video']}: {record['problem']} "
+            f"(row {record['row']}, met {record['times']}x)",
+            file=sys.stderr,
+        )
+    if summary["count"] > MAX_LISTED:
+        print(f"  ... ({summary['count']} in all)", file=sys.stderr)
+
+
+_ASSERTION = re.compile(r"assertion failed: \[(.*?)\]\s*(?:\[\[|$)", re.S)
+
+
+def data_error(error):
+    """A `UserError` for a data failure raised inside `tf.data`, or `None` for other errors.
+
+    The pipelines raise decoding failures in the graph (`keras_twostream.data.pipeline`),
+    so they reach `model.fit`/`predict` as a TensorFlow `OpError` whose message holds the
+    diagnosis ("FILE: is not a valid JPEG (...) (video ..., row N ...)"); this keeps that
+    sentence and drops TensorFlow's node and traceback text.
+    """
+    message = getattr(error, "message", None) or str(error)
+    match = _ASSERTION.search(message)
+    if match is None or "annotation table" not in match.group(1):
+        return None
+    text = match.group(1).replace("\\'", "'").replace("on_error='skip'", "--on-error skip")
+    return UserError(text)

@@ -84,6 +84,7 @@ def add_arguments(parser):
     )
     group.add_argument("--short-side", type=int, default=256, help="frame short side for videos")
     group.add_argument("--workers", type=int, default=1, help="extraction processes for videos")
+    common.add_on_error_argument(group)
     group = parser.add_argument_group("model (defaults: the model's paper)")
     group.add_argument("--backbone", help="resnet50, resnet101, vgg16, cnn_m_2048 or tiny")
     group.add_argument("--image-size", type=int)
@@ -528,6 +529,81 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
 # --------------------------------------------------------------------------
 
 
+# Arguments that do not change what a run trains: a rerun may differ in them and still resume.
+_RESUME_NEUTRAL = ("restart", "verbose", "func", "command", "save_every", "workers")
+
+
+def run_arguments(args):
+    """The arguments that define a training run (recorded in `train.json`, compared on a rerun).
+
+    Example:
+
+    >>> import argparse
+    >>> from keras_twostream.commands.train import run_arguments
+    >>> run_arguments(argparse.Namespace(data="frames", epochs=2, restart=False, verbose=1))
+    {'data': 'frames', 'epochs': 2}
+    """
+    return {
+        k: v for k, v in sorted(vars(args).items()) if k not in _RESUME_NEUTRAL and not callable(v)
+    }
+
+
+def finished_epochs(output):
+    """Epochs recorded in `OUTPUT/history.csv` (0 when there is none)."""
+    path = Path(output) / "history.csv"
+    if not path.is_file():
+        return 0
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return max(0, len(lines) - 1)
+
+
+def check_rerun(output, arguments, restart):
+    """Refuses to resume a run in `output` that was started with other arguments.
+
+    A folder with a resumable state (`checkpoints/`) or a history resumes only when the
+    command's arguments equal those in its `train.json` (issue 15 item 3: `--epochs 1`
+    after a 2-epoch run silently "resumed at epoch 3" and trained nothing).
+
+    Raises:
+        UserError: the arguments differ; the message names the folder, the epochs it has
+            finished, the first differing arguments and `--restart`.
+    """
+    output = Path(output)
+    info_path = output / "train.json"
+    if restart or not info_path.is_file():
+        return
+    checkpoints = output / "checkpoints"
+    if not ((checkpoints.is_dir() and any(checkpoints.iterdir())) or finished_epochs(output)):
+        return  # nothing trained yet (e.g. the first run failed on its data): start afresh
+    try:
+        previous = json.loads(info_path.read_text(encoding="utf-8")).get("arguments")
+    except (OSError, ValueError):
+        previous = None
+    if previous == json.loads(json.dumps(arguments, default=str)):
+        return
+    if previous is None:
+        differ = "(its train.json records no arguments)"
+    else:
+        keys = sorted(set(previous) | set(arguments))
+        changed = [
+            f"--{k.replace('_', '-')} {previous.get(k)!r} -> {arguments.get(k)!r}"
+            for k in keys
+            if previous.get(k) != json.loads(json.dumps(arguments.get(k), default=str))
+        ]
+        differ = "; ".join(changed[:5])
+    raise UserError(
+        f"{output} holds a run finished up to epoch {finished_epochs(output)} with other "
+        f"arguments ({differ}); rerun with the same arguments to resume it, pass --restart to "
+        "train afresh in it, or choose another --output"
+    )
+
+
+def _val_source(val, val_table):
+    if val_table is None:
+        return "none"
+    return "test" if str(val).strip().lower() == "test" else "held-out"
+
+
 def _split_tables(table, args, source):
     train = common.subset(table, "train")
     if train.empty:
@@ -603,6 +679,8 @@ def run(args):
     settings = resolve_settings(name, args)
     model_args = {**settings.pop("model_args", {}), **_parse_model_args(args.model_arg)}
     output = Path(args.output or Path("keras_twostream_outputs") / "train" / name)
+    arguments = run_arguments(args)
+    check_rerun(output, arguments, args.restart)
     # One seed fixes initialisation, sampling and augmentation (issue #9).
     set_seed(args.seed)
     if args.mixed_precision:
@@ -694,6 +772,10 @@ def run(args):
         mean_subtract_flow=settings["mean_subtract_flow"],
         num_classes=num_classes,
     )
+    from keras_twostream.data import DatasetErrors
+
+    errors = DatasetErrors()  # --on-error skip: every sample left out, train and validation
+    pipeline_args.update(on_error=args.on_error, errors=errors)
     train_ds = make_dataset(
         train_table, training=True, batch_size=batch_size, seed=args.seed, **pipeline_args
     )
@@ -726,6 +808,14 @@ def run(args):
         "val_videos": 0 if val_table is None else len(val_table),
         "epochs": epochs,
         "seed": args.seed,
+        "arguments": arguments,
+        # The videos of each role, so that `evaluate` scores the held-out ones by default
+        # and says whether any video it scores was seen in training (issue 15 item 4).
+        "videos": {
+            "train": common.video_ids(train_table, root),
+            "val": [] if val_table is None else common.video_ids(val_table, root),
+            "val_source": _val_source(args.val, val_table),
+        },
     }
     common.atomic_write_text(output / "train.json", json.dumps(run_info, indent=2, default=str))
     callbacks, checkpoint = make_callbacks(
@@ -749,18 +839,39 @@ def run(args):
         f"videos, {num_classes} classes; {epochs} epochs of {steps_per_epoch} steps (batch {batch_size}, "
         f"lr {settings['lr']:g}, {settings['lr_schedule']} schedule)",
     )
-    history = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        callbacks=callbacks,
-        verbose=args.verbose,
-        shuffle=False,
-    )
+    import tensorflow as tf
+
+    try:
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=args.verbose,
+            shuffle=False,
+        )
+    except tf.errors.OpError as error:
+        user_error = common.data_error(error)
+        if user_error is None:
+            raise
+        raise user_error from None
+    skipped = common.skipped_summary(errors)
+    run_info["skipped"] = skipped
+    common.atomic_write_text(output / "train.json", json.dumps(run_info, indent=2, default=str))
+    common.report_skipped(COMMAND, skipped)
 
     from keras_twostream.evaluation.report import plot_training_curves
 
     curves = output / "training_curves.png"
+    if not any(history.history.values()):
+        # Same arguments, run already complete: ResumableCheckpoint resumed after the last
+        # epoch and fit trained nothing. Nothing new to plot (issue 15 item 3).
+        common.say(
+            COMMAND,
+            f"{output} already holds the finished run ({finished_epochs(output)} epochs); "
+            "nothing trained (pass --restart to train again)",
+        )
+        return 0
     plot_training_curves(history.history, curves, title=f"{name} on {Path(args.data).name}")
     if checkpoint.monitor:
         common.say(
