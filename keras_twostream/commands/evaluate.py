@@ -31,6 +31,7 @@ splits, the UCF101/HMDB51 convention.
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 from keras_twostream.commands import UserError, common
@@ -67,9 +68,11 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--subset",
-        default="test",
-        choices=["test", "train", "val", "all"],
-        help="which videos of the split to score (train: scores to fit an SVM fusion on)",
+        default=None,
+        choices=["test", "train", "val", "all", "heldout"],
+        help="which videos of the split to score (train: scores to fit an SVM fusion on; "
+        "heldout: those `train --val FRACTION` held out, recorded in the run's train.json). "
+        "Default: heldout for a run trained with --val FRACTION, else test",
     )
     parser.add_argument(
         "--frames", type=int, help="equally spaced frames per video (default: the paper's, 25)"
@@ -87,6 +90,7 @@ def add_arguments(parser):
         "--frames-dir", help="where a folder of videos is extracted (default: DATA_frames)"
     )
     parser.add_argument("--output", help="output folder (default: MODEL_DIR/eval_split<N>)")
+    common.add_on_error_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -156,7 +160,17 @@ def _test_settings(info, model_name, args):
 
 
 def score_videos(
-    model, info, table, frames, crops, views, batch_views=None, desc="scoring", scorer=None
+    model,
+    info,
+    table,
+    frames,
+    crops,
+    views,
+    batch_views=None,
+    desc="scoring",
+    scorer=None,
+    on_error="raise",
+    errors=None,
 ):
     """Runs the test protocol on the videos of `table`.
 
@@ -169,6 +183,10 @@ def score_videos(
         desc: progress bar label; `None` shows none.
         scorer: the view-scoring model (`scoring_model(model, ...)`), built
             once by callers that score many tables.
+        on_error: `"raise"` or `"skip"` for videos with missing or corrupt frame
+            files (`keras_twostream.data.make_test_dataset`); skipped videos are
+            absent from the results and recorded in `errors`.
+        errors: a `keras_twostream.data.DatasetErrors` to record them into.
 
     Returns:
         `(scores, labels)`: dict output name -> `(n, C)` per-video mean scores,
@@ -203,6 +221,8 @@ def score_videos(
         rgb_normalization=data.get("rgb_normalization", "unit"),
         flow_normalization=data.get("flow_normalization", "pixels"),
         mean_subtract_flow=data.get("mean_subtract_flow", True),
+        on_error=on_error,
+        errors=errors,
     )
     if views == "clip" and spec.segments > 1:
         dataset = dataset.map(lambda x, y: (regroup_clips(x, frames, crops, spec.segments), y))
@@ -211,9 +231,17 @@ def score_videos(
     names = {name for name, _ in common.score_outputs(model)}
     if desc is not None:
         dataset = tqdm(dataset, total=len(table), desc=desc, unit="video", leave=False)
-    scores, labels = predict_video_scores(
-        scorer, dataset, max_views_per_call=batch_views, return_labels=True
-    )
+    import tensorflow as tf
+
+    try:
+        scores, labels = predict_video_scores(
+            scorer, dataset, max_views_per_call=batch_views, return_labels=True
+        )
+    except tf.errors.OpError as error:
+        user_error = common.data_error(error)
+        if user_error is None:
+            raise
+        raise user_error from None
     return {k: v for k, v in scores.items() if k in names}, labels
 
 
@@ -268,9 +296,26 @@ def evaluate_split(model_path, args, split):
         bound=extraction.get("bound") or 20.0,
     )
     table, classes, source = common.load_table(root, args.annotations, split, args.format)
-    table = common.subset(table, args.subset)
+    run_videos = _run_videos(model_path)
+    subset = args.subset or ("heldout" if run_videos.get("val_source") == "held-out" else "test")
+    if subset == "heldout":
+        if run_videos.get("val_source") != "held-out":
+            raise UserError(
+                f"--subset heldout: {model_path.parent / 'train.json'} records no held-out videos "
+                "(the run was not trained with --val FRACTION)"
+            )
+        wanted = set(run_videos["val"])
+        table = table[[v in wanted for v in common.video_ids(table, root)]]
+        if len(table) != len(wanted):
+            common.say(
+                COMMAND,
+                f"warning: {len(wanted) - len(table)} of the {len(wanted)} held-out videos "
+                f"recorded in train.json are not in {source}",
+            )
+    else:
+        table = common.subset(table, subset)
     if table.empty:
-        raise UserError(f"{source}: no {args.subset} videos in split {split}")
+        raise UserError(f"{source}: no {subset} videos in split {split}")
     table = common.check_missing(table, root, source, COMMAND, skip=args.skip_missing)
     num_classes = common.num_classes_of(model)
     if num_classes != len(classes):
@@ -290,12 +335,37 @@ def evaluate_split(model_path, args, split):
     frames, crops, views = _test_settings(info, model_name, args)
     common.say(
         COMMAND,
-        f"{model_name} on {len(table)} {args.subset} videos of split {split}: "
+        f"{model_name} on {len(table)} {subset} videos of split {split}: "
         f"{frames} frames x {crops} crops per video ({'clips' if views == 'clip' else 'one view each'})",
     )
-    scores, labels = score_videos(model, info, table, frames, crops, views, args.batch_views)
+    from keras_twostream.data import DatasetErrors
+
+    errors = DatasetErrors()
+    scores, labels = score_videos(
+        model,
+        info,
+        table,
+        frames,
+        crops,
+        views,
+        args.batch_views,
+        on_error=args.on_error,
+        errors=errors,
+    )
     labels = labels.astype("int64")
+    skipped = common.skipped_summary(errors)
+    bad = {os.path.abspath(r["video"]) for r in skipped["records"]}
+    table = table[[os.path.abspath(p) not in bad for p in table["path"]]]
     ids = common.video_ids(table, root)
+    common.report_skipped(COMMAND, skipped)
+    # Issue 15 item 4: say which videos were scored and whether training saw any of them.
+    seen = sorted(set(ids) & set(run_videos.get("train", ()))) if run_videos else None
+    if seen:
+        common.say(
+            COMMAND,
+            f"warning: {len(seen)} of the {len(ids)} scored videos were training videos of this "
+            f"run (e.g. {seen[0]}); their accuracy is not a test accuracy",
+        )
 
     output = Path(args.output) if args.output else model_path.parent / f"eval_split{split}"
     if args.splits and args.output:
@@ -307,7 +377,10 @@ def evaluate_split(model_path, args, split):
         "data": str(root),
         "annotations": str(source),
         "split": split,
-        "subset": args.subset,
+        "subset": subset,
+        "videos_scored": ids,
+        "seen_in_training": seen,
+        "skipped": skipped,
         "frames": frames,
         "crops": crops,
         "views": views,
@@ -342,9 +415,11 @@ def evaluate_split(model_path, args, split):
     table_md = report.accuracy_table(rows)
     text = (
         f"# Evaluation of {model_name}\n\n"
-        f"- model: `{model_path}`\n- data: `{root}` ({args.subset} videos of split {split}, "
+        f"- model: `{model_path}`\n- data: `{root}` ({subset} videos of split {split}, "
         f"annotations `{source}`)\n- videos: {len(ids)}, classes: {len(classes)} (chance "
         f"{100 / len(classes):.1f}%)\n"
+        f"- {_seen_line(seen, len(ids))}\n"
+        f"{_skipped_line(skipped)}"
         f"- protocol: {frames} equally spaced frames x {crops} crops per video"
         f"{' (clips of ' + str(common.model_spec(model).segments) + ' frames)' if views == 'clip' else ''}, "
         "softmax scores averaged per video\n\n"
@@ -359,6 +434,35 @@ def evaluate_split(model_path, args, split):
     print(f"\nSplit {split}, {len(ids)} videos, {len(classes)} classes:\n{table_md}\n", flush=True)
     common.say(COMMAND, f"report: {output / 'report.md'}; scores: {output / 'scores.npz'}")
     return results, output
+
+
+def _run_videos(model_path):
+    """The `videos` record of the training run that wrote `model_path` (its train.json), or `{}`."""
+    path = Path(model_path).parent / "train.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("videos") or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _seen_line(seen, count):
+    if seen is None:
+        return "seen in training: unknown (no train.json with the run's videos next to the model)"
+    if not seen:
+        return f"seen in training: none of the {count} scored videos (train.json of the run)"
+    return (
+        f"seen in training: **{len(seen)} of the {count} scored videos were training videos** "
+        f"({', '.join(seen[:5])}{', ...' if len(seen) > 5 else ''})"
+    )
+
+
+def _skipped_line(skipped):
+    if not skipped["count"]:
+        return ""
+    listed = "; ".join(
+        f"`{r['file'] or r['video']}` {r['problem']}" for r in skipped["records"][:5]
+    )
+    return f"- skipped (--on-error skip): {skipped['count']} video(s): {listed}\n"
 
 
 def run(args):
