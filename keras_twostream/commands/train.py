@@ -530,7 +530,7 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
 
 
 # Arguments that do not change what a run trains: a rerun may differ in them and still resume.
-_RESUME_NEUTRAL = ("restart", "verbose", "func", "command", "save_every", "workers")
+_RESUME_NEUTRAL = ("restart", "verbose", "func", "command", "save_every", "workers", "output")
 
 
 def run_arguments(args):
@@ -561,8 +561,9 @@ def check_rerun(output, arguments, restart):
     """Refuses to resume a run in `output` that was started with other arguments.
 
     A folder with a resumable state (`checkpoints/`) or a history resumes only when the
-    command's arguments equal those in its `train.json` (issue 15 item 3: `--epochs 1`
-    after a 2-epoch run silently "resumed at epoch 3" and trained nothing).
+    command's arguments equal those in its `train.json`, or differ only by a larger
+    `--epochs` than the epochs finished (extending the run). Issue 15 item 3: `--epochs 1`
+    after a 2-epoch run silently "resumed at epoch 3" and trained nothing.
 
     Raises:
         UserError: the arguments differ; the message names the folder, the epochs it has
@@ -579,20 +580,24 @@ def check_rerun(output, arguments, restart):
         previous = json.loads(info_path.read_text(encoding="utf-8")).get("arguments")
     except (OSError, ValueError):
         previous = None
-    if previous == json.loads(json.dumps(arguments, default=str)):
-        return
+    current = json.loads(json.dumps(arguments, default=str))
+    finished = finished_epochs(output)
     if previous is None:
-        differ = "(its train.json records no arguments)"
+        differ = "its train.json records no arguments"
     else:
-        keys = sorted(set(previous) | set(arguments))
-        changed = [
-            f"--{k.replace('_', '-')} {previous.get(k)!r} -> {arguments.get(k)!r}"
-            for k in keys
-            if previous.get(k) != json.loads(json.dumps(arguments.get(k), default=str))
-        ]
-        differ = "; ".join(changed[:5])
+        keys = sorted(set(previous) | set(current))
+        changed = [k for k in keys if previous.get(k) != current.get(k)]
+        # Choice: a larger --epochs extends the run (it resumes and trains the extra
+        # epochs); any other difference, a smaller or equal --epochs included, is refused.
+        epochs = current.get("epochs")
+        if not changed or (changed == ["epochs"] and epochs is not None and epochs > finished):
+            return
+        differ = "; ".join(
+            f"--{k.replace('_', '-')} {previous.get(k)!r} -> {current.get(k)!r}"
+            for k in changed[:5]
+        )
     raise UserError(
-        f"{output} holds a run finished up to epoch {finished_epochs(output)} with other "
+        f"{output} holds a run finished up to epoch {finished} with other "
         f"arguments ({differ}); rerun with the same arguments to resume it, pass --restart to "
         "train afresh in it, or choose another --output"
     )
