@@ -117,10 +117,11 @@ def test_skip_drops_names_and_counts_every_variant(tmp_path, folders):
 @pytest.mark.parametrize("variant", ["truncated", "png_renamed", "random", "empty"])
 def test_raise_stops_within_the_epochs_known_steps(tmp_path, folders, variant):
     paths = _videos(tmp_path, folders, [variant])
-    # The bad video is the last sample, alone in the last batch's gap: `model.fit` takes
-    # exactly len(ds) batches, so the failure must surface in them (before issue 20's
-    # fix it was only seen by a sentinel batch fit never pulls: 2 of 3 samples, exit 0).
-    table = _table(paths, ["good_stored", "good_plain", f"bad_y_{variant}"])
+    # The bad video is the last sample, in the last batch: `model.fit` takes exactly
+    # len(ds) batches, so the failure must surface in them (before issue 20's fix it was
+    # only seen by a sentinel batch that fit never pulls: 3 of 4 samples, exit status 0).
+    # Batches [0, 1] and [2]: sample 3 is missing from a batch that still exists.
+    table = _table(paths, ["good_stored", "good_plain", "good_stored", f"bad_y_{variant}"])
     if variant == "empty":  # found by the up-front folder scan, when the dataset is made
         with pytest.raises((ValueError, FileNotFoundError), match=r"bad_y.*y_00001\.jpg"):
             make_dataset(table, batch_size=2, training=False, **COMMON)
