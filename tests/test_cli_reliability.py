@@ -23,6 +23,7 @@ def _printed(capsys):
     captured = capsys.readouterr()
     return captured.out + captured.err
 
+
 TRAIN = [
     "--model", "two_stream", "--backbone", "tiny", "--image-size", "32", "--segments", "2",
     "--flow-length", "3", "--epochs", "1", "--batch-size", "4", "--weights", "none",
