@@ -265,6 +265,9 @@ def parse_boundaries(boundaries, steps_per_epoch):
 def make_optimizer(settings, steps_per_epoch):
     """SGD with momentum, the learning-rate schedule, weight decay and clipping of `settings`.
 
+    The weight decay is the papers' coupled L2 term inside the momentum
+    (`keras_twostream.training.CoupledSGD`), not Keras' decoupled decay.
+
     Example:
 
     >>> from keras_twostream.commands.defaults import training_defaults
@@ -290,7 +293,9 @@ def make_optimizer(settings, steps_per_epoch):
         kwargs["weight_decay"] = settings["weight_decay"]
     if settings.get("clipnorm"):
         kwargs["global_clipnorm"] = settings["clipnorm"]
-    return keras.optimizers.SGD(**kwargs)
+    from keras_twostream.training.coupled_sgd import CoupledSGD
+
+    return CoupledSGD(**kwargs)
 
 
 def _builder_parameters(builder):
