@@ -505,8 +505,9 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output / "logs")))
     else:
         common.say(COMMAND, "TensorBoard logs skipped: the tensorboard package is not installed")
+    plateau = []
     if settings["lr_schedule"] == "plateau":
-        callbacks.append(
+        plateau.append(
             # CMA Sect. 4.4 / TCLSTA Sect. IV-B-1: decay when the (validation) accuracy stalls.
             keras.callbacks.ReduceLROnPlateau(
                 monitor=f"{prefix}{accuracy}",
@@ -516,6 +517,7 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
                 verbose=1,
             )
         )
+        callbacks.extend(plateau)
     if settings.get("alternating_epochs") and hasattr(model, "set_training_branch"):
         from keras_twostream.training import AlternatingSchedule
 
@@ -523,6 +525,7 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
             AlternatingSchedule(
                 settings["alternating_epochs"],
                 reset_learning_rate=settings["lr_schedule"] != "step",
+                reset_callbacks=plateau,  # Sect. 4.4: the plateau decay restarts each iteration
             )
         )
     return callbacks, checkpoint
