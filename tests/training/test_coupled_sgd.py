@@ -29,7 +29,6 @@ def test_first_two_updates_match_numpy_and_keras_decay_does_not():
     x, y = rng.randn(8, 4).astype("float32"), rng.randn(8, 3).astype("float32")
     kernel, bias = rng.randn(4, 3).astype("float32"), rng.randn(3).astype("float32")
 
-
     # NumPy reference with a real gradient: the mean squared error of a linear layer.
     def run_numpy(wd):
         W, b = kernel.astype("float64"), bias.astype("float64")
@@ -83,7 +82,9 @@ def test_inside_loss_scaling_and_serialisation():
     )
     for _ in range(2):
         optimizer.apply([np.zeros((2, 2), "float32")], [w])
-    np.testing.assert_allclose(w.numpy(), numpy_sgd(np.ones((2, 2)), [lambda w: 0.0] * 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        w.numpy(), numpy_sgd(np.ones((2, 2)), [lambda w: 0.0] * 2), rtol=1e-6
+    )
     config = keras.optimizers.serialize(CoupledSGD(0.1, momentum=0.5, weight_decay=1e-3))
     restored = keras.optimizers.deserialize(config)
     assert isinstance(restored, CoupledSGD) and restored.weight_decay == pytest.approx(1e-3)
