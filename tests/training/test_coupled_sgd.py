@@ -75,6 +75,10 @@ def test_long_run_decay_matches_numpy_and_vectors_are_kept():
     assert float(bias.numpy()[0]) < 1.0
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="an eager LossScaleOptimizer.apply leaks a tracer on JAX, Keras' own SGD too (Keras 3.15)",
+)
 def test_inside_loss_scaling_and_serialisation():
     w = keras.Variable(np.ones((2, 2), "float32"))
     optimizer = keras.optimizers.LossScaleOptimizer(
