@@ -266,6 +266,9 @@ def parse_boundaries(boundaries, steps_per_epoch):
 def make_optimizer(settings, steps_per_epoch):
     """SGD with momentum, the learning-rate schedule, weight decay and clipping of `settings`.
 
+    The weight decay is the papers' coupled L2 term inside the momentum
+    (`keras_twostream.training.CoupledSGD`), not Keras' decoupled decay.
+
     Example:
 
     >>> from keras_twostream.commands.defaults import training_defaults
@@ -291,7 +294,9 @@ def make_optimizer(settings, steps_per_epoch):
         kwargs["weight_decay"] = settings["weight_decay"]
     if settings.get("clipnorm"):
         kwargs["global_clipnorm"] = settings["clipnorm"]
-    return keras.optimizers.SGD(**kwargs)
+    from keras_twostream.training.coupled_sgd import CoupledSGD
+
+    return CoupledSGD(**kwargs)
 
 
 def _builder_parameters(builder):
@@ -501,8 +506,9 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(output / "logs")))
     else:
         common.say(COMMAND, "TensorBoard logs skipped: the tensorboard package is not installed")
+    plateau = []
     if settings["lr_schedule"] == "plateau":
-        callbacks.append(
+        plateau.append(
             # CMA Sect. 4.4 / TCLSTA Sect. IV-B-1: decay when the (validation) accuracy stalls.
             keras.callbacks.ReduceLROnPlateau(
                 monitor=f"{prefix}{accuracy}",
@@ -512,6 +518,7 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
                 verbose=1,
             )
         )
+        callbacks.extend(plateau)
     if settings.get("alternating_epochs") and hasattr(model, "set_training_branch"):
         from keras_twostream.training import AlternatingSchedule
 
@@ -519,6 +526,7 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
             AlternatingSchedule(
                 settings["alternating_epochs"],
                 reset_learning_rate=settings["lr_schedule"] != "step",
+                reset_callbacks=plateau,  # Sect. 4.4: the plateau decay restarts each iteration
             )
         )
     return callbacks, checkpoint

@@ -313,8 +313,10 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         _check_partition(self)
 
     def default_optimizer(self):
-        """SGD, learning rate 0.01, weight decay 5e-4 (Sect. 4.4), momentum 0.9 (TSN)."""
-        return keras.optimizers.SGD(learning_rate=1e-2, momentum=0.9, weight_decay=5e-4)
+        """SGD, learning rate 0.01, coupled L2 weight decay 5e-4 (Sect. 4.4), momentum 0.9 (TSN)."""
+        from keras_twostream.training.coupled_sgd import CoupledSGD
+
+        return CoupledSGD(learning_rate=1e-2, momentum=0.9, weight_decay=5e-4)
 
     def cma_layers(self, branch):
         """The CMA blocks of `branch` in network order (non-local blocks excluded)."""

@@ -376,8 +376,10 @@ class TCLSTA(VideoClassifier):
         )
 
     def default_optimizer(self):
-        """SGD with momentum 0.9, learning rate 0.001 and weight decay 0.0001 (Sect. IV-B-1)."""
-        return keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9, weight_decay=1e-4)
+        """SGD with momentum 0.9, learning rate 0.001 and coupled L2 weight decay 0.0001 (Sect. IV-B-1)."""
+        from keras_twostream.training.coupled_sgd import CoupledSGD
+
+        return CoupledSGD(learning_rate=1e-3, momentum=0.9, weight_decay=1e-4)
 
     def set_fusion_weights(self, class_weights):
         """Sets the per-class stream weights of `"fused"` (late fusion, Eq. 14).

@@ -2,6 +2,7 @@
 
 - the alternating branch-by-branch schedule of the CMA paper (Sect. 4.3);
 - the semantic adversarial two-optimizer step of the MPA+SAL paper (Algorithm 1);
+- `CoupledSGD`: SGD with the papers' coupled (Caffe/PyTorch) L2 weight decay;
 - resumable checkpoints (`ResumableCheckpoint`), one seed for a run (`set_seed`), mixed precision
   (`set_mixed_precision`, `mixed_precision`);
 - multi-worker training on the JAX backend (`initialize_multi_worker`, imported lazily so that
@@ -17,6 +18,7 @@ from keras_twostream.training.alternating import (
     reset_optimizer_state,
 )
 from keras_twostream.training.checkpoint import ResumableCheckpoint
+from keras_twostream.training.coupled_sgd import CoupledSGD
 from keras_twostream.training.mixed_precision import (
     default_mixed_precision_policy,
     mixed_precision,
@@ -29,6 +31,7 @@ _LAZY = {"initialize_multi_worker": "keras_twostream.training.multi_worker"}
 __all__ = [
     "AlternatingSchedule",
     "AlternatingTrainingMixin",
+    "CoupledSGD",
     "ResumableCheckpoint",
     "SemanticAdversarialMixin",
     "clip_by_global_norm",

@@ -330,6 +330,11 @@ class AlternatingSchedule(keras.callbacks.Callback):
         reset_optimizer_state: zero every optimizer variable except the
             learning rate (momentum/Adam slots, iteration counter) at each
             iteration start.
+        reset_callbacks: callbacks restarted (their `on_train_begin`) when an
+            iteration starts, e.g. the `keras.callbacks.ReduceLROnPlateau` of
+            the paper's decay: otherwise it keeps the best value and wait
+            counter of the previous iteration and cuts the freshly reset rate
+            again and again (Sect. 4.4 resets the rate each iteration).
         verbose: print a line when an iteration starts.
 
     Example:
@@ -350,6 +355,7 @@ class AlternatingSchedule(keras.callbacks.Callback):
         reset_learning_rate=True,
         initial_learning_rate=None,
         reset_optimizer_state=True,
+        reset_callbacks=(),
         verbose=1,
     ):
         super().__init__()
@@ -383,6 +389,7 @@ class AlternatingSchedule(keras.callbacks.Callback):
         self.reset_learning_rate = reset_learning_rate
         self.initial_learning_rate = initial_learning_rate
         self.reset_optimizer_state = reset_optimizer_state
+        self.reset_callbacks = list(reset_callbacks or ())
         self.verbose = verbose
         self.iteration = None
         self.branch = None
@@ -431,6 +438,8 @@ class AlternatingSchedule(keras.callbacks.Callback):
                 reset_optimizer_state(optimizer)
             if self.reset_learning_rate:
                 optimizer.learning_rate = self.initial_learning_rate
+            for callback in self.reset_callbacks:  # e.g. ReduceLROnPlateau: best value, wait
+                callback.on_train_begin()
         self.iteration, self.branch = iteration, branch
         if self.verbose:
             print(

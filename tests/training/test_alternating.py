@@ -214,3 +214,30 @@ def test_errors_name_the_problem():
     model.compile(optimizer=keras.optimizers.SGD(decaying))
     with pytest.raises(ValueError, match="LearningRateSchedule"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[AlternatingSchedule(1)])
+
+
+def test_plateau_decay_restarts_with_each_iteration():
+    """Issue 15 item 7: ReduceLROnPlateau together with the schedule. Iteration 2 starts below
+    iteration 1's best accuracy (Table 1: the new branch starts lower); without the restart the
+    plateau callback cuts the freshly reset rate every `patience` epochs."""
+    model = make_model()
+    model.compile()
+    # Validation accuracy per epoch: iteration 1 climbs and stalls, iteration 2 climbs from lower.
+    curve = [0.3, 0.5, 0.6, 0.6, 0.6, 0.6, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55]
+
+    def learning_rates(reset):
+        model.optimizer.learning_rate = 0.01
+        plateau = keras.callbacks.ReduceLROnPlateau("val_acc", mode="max", factor=0.1, patience=2)
+        schedule = AlternatingSchedule(6, verbose=0, reset_callbacks=[plateau] if reset else ())
+        callbacks = keras.callbacks.CallbackList([schedule, plateau], model=model)
+        callbacks.on_train_begin()
+        rates = []
+        for epoch, accuracy in enumerate(curve):
+            callbacks.on_epoch_begin(epoch)
+            rates.append(round(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), 8))
+            callbacks.on_epoch_end(epoch, {"val_acc": accuracy})
+        return rates
+
+    # Iteration 1: stalls after epoch 2, cut after 2 epochs without improvement (epoch 4 end).
+    assert learning_rates(reset=True) == [0.01] * 5 + [0.001] + [0.01] * 6
+    assert learning_rates(reset=False)[6:] == [0.01, 0.001, 0.001, 0.0001, 0.0001, 1e-05]
