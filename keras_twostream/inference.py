@@ -52,13 +52,13 @@ class VideoPrediction:
     window_probabilities: np.ndarray = field(default=None, repr=False)
 
 
-def _load(model):
+def _load(model, model_card=None):
     from keras_twostream.commands import common
 
     if isinstance(model, (str, os.PathLike)):
         model, model_path = common.load_model(os.fspath(model))
         return model, common.read_sidecar(model_path)
-    return model, {}
+    return model, dict(model_card or {})
 
 
 def _protocol(model, info, num_frames, crops):
@@ -121,6 +121,7 @@ def predict_video(
     classes=None,
     output_name=None,
     max_views_per_call=None,
+    model_card=None,
 ):
     """Class probabilities of one video file with the model's test protocol.
 
@@ -138,6 +139,8 @@ def predict_video(
         classes: class names (default: the model card's, else `class_<i>`).
         output_name: the output to rank (default: `"fused"`, else the only one).
         max_views_per_call: score at most this many views per model call (memory).
+        model_card: with a loaded `model`, its model card (the `best.json` dict
+            `keras-twostream train` writes): class names, data settings, protocol.
 
     Returns:
         A `VideoPrediction`.
@@ -168,7 +171,7 @@ def predict_video(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Video not found: {path}")
-    model, info = _load(model)
+    model, info = _load(model, model_card)
     names = _classes(model, info, classes)
     outputs = [name for name, _ in common.score_outputs(model)]
     output_name = output_name or common.primary_output(outputs)
@@ -270,6 +273,7 @@ def predict_stream(
     output_name=None,
     fps=None,
     max_steps=None,
+    model_card=None,
 ):
     """Classifies a live capture with a rolling window; yields one result per stride.
 
@@ -284,6 +288,7 @@ def predict_stream(
         output_name: the output to rank.
         fps: frame rate to assume when the capture reports none (cameras often do not).
         max_steps: stop after this many predictions (`None`: at the end of the stream).
+        model_card: with a loaded `model`, its model card (see `predict_video`).
 
     Yields:
         Dicts `{"time", "frame", "top_class", "top_score", "probabilities"}`: seconds
@@ -305,7 +310,7 @@ def predict_stream(
     from keras_twostream.data.video import resized_size
     from keras_twostream.data.video_source import SHORT_SIDE
 
-    model, info = _load(model)
+    model, info = _load(model, model_card)
     names = _classes(model, info, classes)
     spec = common.model_spec(model)
     if "flow" in spec.modalities:

@@ -653,9 +653,7 @@ def _decode_views(
             decoded_windowed = False
         else:
             names = tf.strings.as_string(rgb_index, width=frames.INDEX_DIGITS, fill="0")
-            files = tf.strings.join(
-                [directory, "/", frames.RGB_PREFIX, names, frames.FRAME_SUFFIX]
-            )
+            files = tf.strings.join([directory, "/", frames.RGB_PREFIX, names, frames.FRAME_SUFFIX])
             contents = _read(files, groups * span)
             windows = _windows(contents[0], crops)
             # One view: decode only the window (tf.io.decode_and_crop_jpeg).

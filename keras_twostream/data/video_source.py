@@ -111,7 +111,7 @@ def verified_frame_count(path, missing_tolerance=0.05):
         raise VideoDecodeError(
             path,
             f"decoding stopped after {count} of the {reported} frames the container reports "
-            f"(more than {missing_tolerance:.0%} missing): the file is probably truncated or corrupt",
+            f"(over {missing_tolerance:.0%} lost): the file is probably truncated or corrupt",
         )
     return count, fps
 
