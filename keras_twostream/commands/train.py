@@ -627,7 +627,9 @@ def run(args):
 
     if video_data.trains_from_videos(name, args.data, args.frames_dir):
         # RGB-only model on a folder of videos: read the videos, write no frames (issue 17).
-        common.say(COMMAND, f"{args.data}: reading RGB straight from the videos (no frames written)")
+        common.say(
+            COMMAND, f"{args.data}: reading RGB straight from the videos (no frames written)"
+        )
         root = Path(args.data)
         table, classes, source = video_data.load_video_table(
             root, args.annotations, args.split, args.format
