@@ -10,6 +10,11 @@ Decoder: OpenCV (FFmpeg), already a dependency, chosen by measurement
 (`benchmarks/bench_video_pipeline.py`, `docs/benchmarks.md`): `CAP_PROP_POS_FRAMES`
 seeking returned exactly the frame sequential decoding returns, for every 7th and the
 last frame of the four real test videos (H.264 MP4 at 25, 28 and 30 fps, MPEG-4 AVI).
+PyAV 18.1 (tried in a separate venv, seeking by timestamp to the keyframe before and
+decoding forward) took about as long per K = 3 clip (98, 87, 242, 38 ms against OpenCV's
+78, 133, 230, 19 ms on bikes, demo, test.mp4, test.avi; a loaded 2-core machine) and its
+timestamp-to-frame mapping missed on the AVI (24 of 25 probes), so it brings a dependency
+and a frame-numbering problem for no speed.
 The reader still checks the position after each seek and falls back to decoding
 forward from the start when a container reports a position other than the one asked for.
 
