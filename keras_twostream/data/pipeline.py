@@ -1211,7 +1211,9 @@ def make_dataset(
     Args:
         table: annotation table (pandas DataFrame) with columns `path`,
             `label` and optionally `frames` (-1 = count the files), `offset`,
-            `split`; see `keras_twostream.data.annotations`.
+            `split`; see `keras_twostream.data.annotations`. Paths name frame folders,
+            or video files for the "rgb" and "rgb_diff" modalities (read by seeking,
+            `keras_twostream.data.video_source`; one kind per table).
         root: folder that relative `path`s are relative to.
         modalities: any of `"rgb"`, `"flow"`, `"rgb_diff"`.
         num_segments: `K`, segments per video (TSN: 3). Must be 1 with `num_paths`.
