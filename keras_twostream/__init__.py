@@ -39,10 +39,15 @@ _SUBMODULES = (
     "visualization",
 )
 
-__all__ = ["__version__", *_MODEL_NAMES, *_SUBMODULES]
+# Names served from keras_twostream.inference (video file or stream -> classes).
+_INFERENCE_NAMES = ("predict_video", "predict_stream", "VideoPrediction")
+
+__all__ = ["__version__", *_MODEL_NAMES, *_INFERENCE_NAMES, *_SUBMODULES]
 
 
 def __getattr__(name):
+    if name in _INFERENCE_NAMES:
+        return getattr(importlib.import_module("keras_twostream.inference"), name)
     if name in _SUBMODULES:
         return importlib.import_module(f"keras_twostream.{name}")
     models = importlib.import_module("keras_twostream.models")

@@ -519,7 +519,8 @@ def check_missing(table, root, source, command, skip=False):
     >>> from keras_twostream.commands.common import check_missing
     >>> table = check_missing(table, "ucf101_frames", "ucfTrainTestlist", "train")  # doctest: +SKIP
     """
-    present = [os.path.isdir(p) for p in table["path"]]
+    # A video file counts as present: RGB-only models read videos directly (video_data).
+    present = [os.path.isdir(p) or os.path.isfile(p) for p in table["path"]]
     missing = [vid for vid, ok in zip(video_ids(table, root), present, strict=True) if not ok]
     if not missing:
         return table

@@ -1,6 +1,8 @@
 """`keras-twostream predict`: the top classes of video files, and an optional annotated preview.
 
     keras-twostream predict MODEL VIDEO [VIDEO ...] [--top 5] [--preview out.gif|out.mp4]
+    keras-twostream predict MODEL long.mp4 --window 2 --stride 1 [--timeline-dir DIR]
+    keras-twostream predict MODEL --stream 0|rtsp://...|file.mp4 [--window 2 --stride 1]
 
 Each video is decoded and its frames, and optical flow if the model takes flow
 (computed with `keras_twostream.data.flow`, the algorithm and frame size the
@@ -14,6 +16,14 @@ card (`best.json` next to `best.keras`), else `class_<i>`.
 `--preview` writes the video (at most `--preview-frames` frames, evenly
 subsampled) with the top label and its score drawn on every frame, as a GIF or
 an MP4 file; with several videos, each gets its own file (`out_<video>.gif`).
+
+`--window W --stride S` (seconds) scores each window of each video on its own
+(`keras_twostream.predict_video`) and writes `<video>_timeline.csv` (start, end,
+top class, score, one probability column per class) and `<video>_timeline.png`
+into `--timeline-dir` (default: the current folder). `--stream SOURCE` classifies
+a camera (`0`), an RTSP/HTTP URL or a file with a rolling window of `--window`
+seconds, printing the top class every `--stride` seconds until the stream ends or
+Ctrl-C (RGB-only models; `keras_twostream.predict_stream`).
 """
 
 import os
@@ -39,7 +49,7 @@ def add_arguments(parser):
     ['a.mp4', 'b.mp4']
     """
     parser.add_argument("model", help="a .keras model or a training output folder")
-    parser.add_argument("videos", nargs="+", help="video files")
+    parser.add_argument("videos", nargs="*", help="video files")
     parser.add_argument("--top", type=int, default=5, help="classes to print per video")
     parser.add_argument(
         "--output-name", help="which model output to rank (default: fused, else the only one)"
@@ -59,6 +69,16 @@ def add_arguments(parser):
     )
     parser.add_argument("--preview", help="write an annotated preview: a .gif or .mp4 path")
     parser.add_argument("--preview-frames", type=int, default=48, help="frames in the preview")
+    parser.add_argument(
+        "--window", type=float, help="seconds per window: per-window scores, CSV and PNG timeline"
+    )
+    parser.add_argument("--stride", type=float, help="seconds between windows (default: --window)")
+    parser.add_argument(
+        "--timeline-dir", default=".", help="where --window writes <video>_timeline.csv/.png"
+    )
+    parser.add_argument(
+        "--stream", help="classify a live capture: a camera index (0), an RTSP/HTTP URL or a file"
+    )
     parser.set_defaults(func=run)
 
 
@@ -173,6 +193,20 @@ def run(args):
 
     if args.top < 1:
         raise UserError(f"argument --top: expected a positive integer, got {args.top}")
+    for name in ("window", "stride"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise UserError(f"argument --{name}: expected seconds > 0, got {value}")
+    if args.stride is not None and args.window is None and not args.stream:
+        raise UserError("argument --stride: needs --window (seconds)")
+    if args.stream is not None:
+        if args.videos:
+            raise UserError("--stream classifies one capture: give no video files with it")
+        return _run_stream(args)
+    if not args.videos:
+        raise UserError("give video files to classify, or --stream SOURCE")
+    if args.window is not None:
+        return _run_windows(args)
     model, model_path = common.load_model(args.model)
     info = common.read_sidecar(model_path)
     outputs = [name for name, _ in common.score_outputs(model)]
@@ -241,4 +275,101 @@ def run(args):
     if failed:
         common.say(COMMAND, f"{failed} of {len(args.videos)} videos failed")
         return 1
+    return 0
+
+
+def _load_with_card(args):
+    model, model_path = common.load_model(args.model)
+    return model, common.read_sidecar(model_path)
+
+
+def write_timeline_csv(path, prediction):
+    """Writes a windowed `VideoPrediction` as CSV (atomically): one row per window.
+
+    Columns: `start`, `end` (seconds), `top_class`, `top_score`, then one probability
+    column per class, named after the class.
+
+    Example:
+
+    >>> from keras_twostream.commands.predict import write_timeline_csv
+    >>> write_timeline_csv("long_timeline.csv", prediction)  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    probs = pd.DataFrame(prediction.window_probabilities, columns=prediction.classes)
+    table = pd.concat([prediction.windows.reset_index(drop=True), probs], axis=1)
+    common.atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))
+
+
+def _run_windows(args):
+    from keras_twostream.inference import predict_video
+    from keras_twostream.visualization.timeline import plot_timeline
+
+    model, info = _load_with_card(args)
+    out_dir = Path(args.timeline_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for video in args.videos:
+        try:
+            result = predict_video(
+                model,
+                video,
+                top_k=args.top,
+                window=args.window,
+                stride=args.stride,
+                num_frames=args.frames,
+                crops=args.crops,
+                output_name=args.output_name,
+                max_views_per_call=args.batch_views,
+                model_card=info,
+            )
+        except (OSError, ValueError) as error:  # VideoDecodeError, a missing file
+            print(f"{video}: error: {common.first_line(error)}", flush=True)
+            failed += 1
+            continue
+        stem = Path(video).stem
+        csv_path = out_dir / f"{stem}_timeline.csv"
+        png_path = out_dir / f"{stem}_timeline.png"
+        write_timeline_csv(csv_path, result)
+        plot_timeline(result, png_path, top=min(args.top, len(result.classes)))
+        print(
+            f"{video} ({result.output_name}; {len(result.windows)} windows of {args.window:g} s):"
+        )
+        for row in result.windows.itertuples():
+            print(f"  {row.start:8.2f}-{row.end:8.2f} s  {row.top_class:<32} {row.top_score:.4f}")
+        print(f"  timeline: {csv_path}, {png_path}", flush=True)
+    if failed:
+        common.say(COMMAND, f"{failed} of {len(args.videos)} videos failed")
+        return 1
+    return 0
+
+
+def _run_stream(args):
+    from keras_twostream.inference import predict_stream
+
+    window = args.window or 2.0
+    stride = args.stride or 1.0
+    model, info = _load_with_card(args)
+    steps = 0
+    try:
+        for step in predict_stream(
+            model,
+            args.stream,
+            window=window,
+            stride=stride,
+            num_frames=args.frames,
+            output_name=args.output_name,
+            model_card=info,
+        ):
+            steps += 1
+            print(
+                f"{step['time']:8.2f} s  {step['top_class']:<32} {step['top_score']:.4f}",
+                flush=True,
+            )
+    except ValueError as error:
+        raise UserError(f"--stream {args.stream}: {common.first_line(error)}") from None
+    except KeyboardInterrupt:
+        common.say(COMMAND, f"stopped (Ctrl-C) after {steps} predictions")
+        return 0
+    common.say(COMMAND, f"end of stream after {steps} predictions")
     return 0

@@ -714,15 +714,27 @@ def run(args):
         strategy = tf.distribute.MirroredStrategy()
 
     # === Data: checked before any model is built ===
-    root = common.resolve_data(
-        args.data,
-        COMMAND,
-        frames_dir=args.frames_dir,
-        flow=args.flow,
-        short_side=args.short_side,
-        workers=args.workers,
-    )
-    table, classes, source = common.load_table(root, args.annotations, args.split, args.format)
+    from keras_twostream.commands import video_data
+
+    if video_data.trains_from_videos(name, args.data, args.frames_dir):
+        # RGB-only model on a folder of videos: read the videos, write no frames (issue 17).
+        common.say(
+            COMMAND, f"{args.data}: reading RGB straight from the videos (no frames written)"
+        )
+        root = Path(args.data)
+        table, classes, source = video_data.load_video_table(
+            root, args.annotations, args.split, args.format
+        )
+    else:
+        root = common.resolve_data(
+            args.data,
+            COMMAND,
+            frames_dir=args.frames_dir,
+            flow=args.flow,
+            short_side=args.short_side,
+            workers=args.workers,
+        )
+        table, classes, source = common.load_table(root, args.annotations, args.split, args.format)
     train_table, val_table = _split_tables(table, args, source)
     train_table = common.check_missing(train_table, root, source, COMMAND, skip=args.skip_missing)
     if val_table is not None:

@@ -10,6 +10,9 @@ _LAZY = {
     # decoding and flow (OpenCV, NumPy)
     "read_video": "keras_twostream.data.video",
     "probe_video": "keras_twostream.data.video",
+    # video files as a pipeline source (seek reader, verified frame counts)
+    "read_frames": "keras_twostream.data.video_source",
+    "verified_frame_count": "keras_twostream.data.video_source",
     "compute_flow": "keras_twostream.data.flow",
     "quantize_flow": "keras_twostream.data.flow",
     "dequantize_flow": "keras_twostream.data.flow",

@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from keras_twostream.data import augment, frames, sampling
+from keras_twostream.data import augment, frames, sampling, video_source
 
 __all__ = [
     "DatasetErrors",
@@ -236,6 +236,8 @@ def _inspect_video(
     `meta.json`, float64 `[flow_frames, 2]`: each field's mean in quantised units
     (0..255), the value the whole-field path would take with `tf.reduce_mean`.
     """
+    if video_source.is_video_file(directory):
+        return _inspect_video_file(directory, total_frames, offset, need_flow)
     if not os.path.isdir(directory):
         if os.path.isfile(directory):
             raise _VideoProblem(
@@ -310,6 +312,26 @@ def _inspect_video(
     return max(num_rgb, 0), max(num_flow, 0), bound, centres
 
 
+def _inspect_video_file(path, total_frames, offset, need_flow):
+    """`_inspect_video` for a video file (`keras_twostream.data.video_source`)."""
+    if need_flow:
+        raise _VideoProblem(
+            None,
+            "is a video file: the 'flow' modality reads extracted flow; extract its frames "
+            "first (keras-twostream extract), or train an RGB-only model ('rgb', 'rgb_diff')",
+        )
+    if not os.path.exists(path):
+        raise _VideoProblem(None, "video file not found", missing=True)
+    try:
+        count, _ = video_source.verified_frame_count(path)
+    except video_source.VideoDecodeError as error:
+        raise _VideoProblem(None, error.reason) from None
+    num_rgb = min(count - offset, total_frames) if total_frames > 0 else count - offset
+    if num_rgb < 1:
+        raise _VideoProblem(None, f"no frames after offset {offset} ({count} frames decode)")
+    return num_rgb, 0, frames.DEFAULT_BOUND, None
+
+
 class _VideoProblem(Exception):
     def __init__(self, file, problem, missing=False):
         super().__init__(problem)
@@ -328,7 +350,7 @@ def _scan(table, root, modalities, flow_bound, on_error, errors, stored_means=Fa
     """
     need_rgb = "rgb" in modalities or "rgb_diff" in modalities
     need_flow = "flow" in modalities
-    keep, dirs, num_rgb, num_flow, offsets, bounds = [], [], [], [], [], []
+    keep, dirs, num_rgb, num_flow, offsets, bounds, is_video = [], [], [], [], [], [], []
     centres, centre_start, stored_rows = [], [], 0
     totals = table["frames"] if "frames" in table.columns else [-1] * len(table)
     offs = table["offset"] if "offset" in table.columns else [0] * len(table)
@@ -361,6 +383,7 @@ def _scan(table, root, modalities, flow_bound, on_error, errors, stored_means=Fa
             errors.add(directory, problem.file, problem.problem, row=row)
             continue
         keep.append(i)
+        is_video.append(video_source.is_video_file(directory))
         dirs.append(directory)
         num_rgb.append(r)
         num_flow.append(f)
@@ -377,7 +400,13 @@ def _scan(table, root, modalities, flow_bound, on_error, errors, stored_means=Fa
             f"No usable video in the annotation table ({errors.count} problems recorded; "
             f"first: {errors.records[0] if errors.records else None})."
         )
+    if any(is_video) and not all(is_video):
+        raise ValueError(
+            f"The annotation table mixes video files ({dirs[is_video.index(True)]}) and frame "
+            f"folders ({dirs[is_video.index(False)]}); use one kind per table."
+        )
     return {
+        "video_files": bool(is_video[0]),
         "keep": np.asarray(keep, np.int64),
         "dir": np.asarray(dirs, object),
         "num_rgb": np.asarray(num_rgb, np.int64),
@@ -431,6 +460,10 @@ class _Sampling:
         self.need_flow = "flow" in modalities
         # Frames of RGB decoded per snippet: 1, or D + 1 for D differences.
         self.rgb_span = diff_length + 1 if "rgb_diff" in modalities else 1
+        # Video files instead of frame folders (set from the scan; see video_source),
+        # their frames resized to this short side like extracted frames.
+        self.video_files = False
+        self.video_short_side = video_source.SHORT_SIDE
 
     def num_positions(self, videos, index):
         """Snippet positions per video: frames with an RGB frame and a flow field."""
@@ -671,15 +704,30 @@ def _decode_views(
     single = len(crops) == 1
     if cfg.need_rgb:
         groups, span = rgb_index.shape
-        names = tf.strings.as_string(rgb_index, width=frames.INDEX_DIGITS, fill="0")
-        files = tf.strings.join([directory, "/", frames.RGB_PREFIX, names, frames.FRAME_SUFFIX])
-        contents = _read(files, groups * span)
-        windows = _windows(contents[0], crops)
-        # One view: decode only the window (tf.io.decode_and_crop_jpeg).
-        decoded = tf.stack(_decode(contents, 3, windows[0] if single else None))
+        if cfg.video_files:
+            # Frame i of a folder (img_{i:05d}.jpg, 1-based) is frame i - 1 of the video.
+            decoded = video_source.frames_op(
+                directory, tf.reshape(rgb_index, [-1]) - 1, cfg.video_short_side
+            )  # [G*Dr, h, w, 3]
+            shape = tf.shape(decoded)
+            windows = [
+                augment.crop_window(
+                    shape[1], shape[2], c["scale_h"], c["scale_w"], c["quarter_y"], c["quarter_x"]
+                )
+                for c in crops
+            ]
+            decoded_windowed = False
+        else:
+            names = tf.strings.as_string(rgb_index, width=frames.INDEX_DIGITS, fill="0")
+            files = tf.strings.join([directory, "/", frames.RGB_PREFIX, names, frames.FRAME_SUFFIX])
+            contents = _read(files, groups * span)
+            windows = _windows(contents[0], crops)
+            # One view: decode only the window (tf.io.decode_and_crop_jpeg).
+            decoded = tf.stack(_decode(contents, 3, windows[0] if single else None))
+            decoded_windowed = single
         rgb_views, diff_views = [], []
         for crop, window in zip(crops, windows, strict=True):
-            x = _cut(decoded, None if single else window, crop["flip"], size)  # [G*Dr, h, w, 3]
+            x = _cut(decoded, None if decoded_windowed else window, crop["flip"], size)
             if jitter is not None:
                 x = 255.0 * augment.adjust_color(
                     x / 255.0, jitter["brightness"], jitter["contrast"], jitter["saturation"]
@@ -1004,6 +1052,14 @@ class _Guard:
 
     def _diagnose(self, directory, element):
         cfg = self.cfg
+        if cfg.video_files:
+            try:
+                video_source.read_frames(
+                    directory, np.asarray(element["rgb_index"]) - 1, cfg.video_short_side
+                )
+            except (OSError, ValueError) as error:  # VideoDecodeError is a ValueError
+                return directory, getattr(error, "reason", str(error))
+            return directory, "was dropped by tf.data for an unknown reason"
         files = []
         if cfg.need_rgb:
             files += [
@@ -1204,6 +1260,7 @@ def _common_args(
         mean_subtract_flow,
         stored_means if use_stored else "none",
     )
+    cfg.video_files = videos["video_files"]
     return cfg, videos, labels, multi, errors
 
 
@@ -1271,7 +1328,9 @@ def make_dataset(
     Args:
         table: annotation table (pandas DataFrame) with columns `path`,
             `label` and optionally `frames` (-1 = count the files), `offset`,
-            `split`; see `keras_twostream.data.annotations`.
+            `split`; see `keras_twostream.data.annotations`. Paths name frame folders,
+            or video files for the "rgb" and "rgb_diff" modalities (read by seeking,
+            `keras_twostream.data.video_source`; one kind per table).
         root: folder that relative `path`s are relative to.
         modalities: any of `"rgb"`, `"flow"`, `"rgb_diff"`.
         num_segments: `K`, segments per video (TSN: 3). Must be 1 with `num_paths`.

@@ -10,6 +10,7 @@ _LAZY = {
     "spatial_attention_maps": "keras_twostream.visualization.tclsta",
     "temporal_attention_curves": "keras_twostream.visualization.tclsta",
     "plot_attention": "keras_twostream.visualization.tclsta",
+    "plot_timeline": "keras_twostream.visualization.timeline",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,0 +1,368 @@
+"""One call from a video to classes: `predict_video`, sliding windows over long videos, live streams.
+
+`predict_video` runs a trained model's test protocol (the equally spaced frames x
+crops of `keras-twostream evaluate`, scores averaged) on one video file. RGB-only
+models (`"rgb"`, `"rgb_diff"` inputs) read the video directly
+(`keras_twostream.data.video_source`); models that take flow get the video extracted
+to a temporary frame folder first, with the flow algorithm of their model card.
+
+With `window` and `stride` (seconds) the protocol runs on each window
+`[start, start + window)`, `start = 0, stride, 2 * stride, ...`: each window is a row
+of the annotation table with `offset` = its first frame and `frames` = its length, so
+the windows are sampled exactly as whole videos are.
+
+`predict_stream` classifies a live capture (a camera index, an RTSP/HTTP URL or a file)
+with a rolling window of the last `window` seconds, scored every `stride` seconds on
+the centre crop of equally spaced frames; it ends at the end of the stream.
+"""
+
+import collections
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["VideoPrediction", "predict_video", "predict_stream"]
+
+
+@dataclass
+class VideoPrediction:
+    """What `predict_video` returns.
+
+    Attributes:
+        path: the video.
+        classes: class names, indexed like the model's outputs.
+        probabilities: float32 `(C,)`, the model's scores averaged over the whole
+            video's views (or over the windows' with `window`).
+        top: `[(class_name, probability)]`, the `top_k` best, best first.
+        output_name: the model output these scores come from.
+        windows: with `window`, a pandas DataFrame with one row per window:
+            `start`, `end` (seconds), `top_class`, `top_score`; else `None`.
+        window_probabilities: with `window`, float32 `(W, C)`; else `None`.
+    """
+
+    path: str
+    classes: list
+    probabilities: np.ndarray
+    top: list
+    output_name: str
+    windows: object = None
+    window_probabilities: np.ndarray = field(default=None, repr=False)
+
+
+def _load(model, model_card=None):
+    from keras_twostream.commands import common
+
+    if isinstance(model, (str, os.PathLike)):
+        model, model_path = common.load_model(os.fspath(model))
+        return model, common.read_sidecar(model_path)
+    return model, dict(model_card or {})
+
+
+def _protocol(model, info, num_frames, crops):
+    from keras_twostream.commands import common
+    from keras_twostream.commands.defaults import training_defaults
+
+    defaults = training_defaults(common.model_name_of(model, info))
+    test = info.get("test", {})
+    frames = int(num_frames or test.get("frames") or defaults["test_frames"])
+    crops = int(crops or test.get("crops") or defaults["test_crops"])
+    views = test.get("views") or defaults["test_views"]
+    return frames, crops, views
+
+
+def _classes(model, info, classes):
+    from keras_twostream.commands import common
+
+    num_classes = common.num_classes_of(model)
+    classes = list(classes or info.get("classes") or [f"class_{i}" for i in range(num_classes)])
+    if len(classes) != num_classes:
+        raise ValueError(
+            f"Expected {num_classes} class names (the model predicts {num_classes} classes). "
+            f"Received: {len(classes)} names"
+        )
+    return classes
+
+
+def _windows(num_frames, fps, window, stride):
+    """`(offsets, lengths, starts_s, ends_s)` of the windows over `num_frames` frames."""
+    if window is None:
+        if stride is not None:
+            raise ValueError(f"stride={stride!r} needs a window (seconds). Received: window=None")
+        return None
+    if not window > 0:
+        raise ValueError(f"Expected window > 0 (seconds). Received: window={window!r}")
+    stride = window if stride is None else stride
+    if not stride > 0:
+        raise ValueError(f"Expected stride > 0 (seconds). Received: stride={stride!r}")
+    if not fps > 0:
+        raise ValueError("The video reports no frame rate: windows in seconds need one")
+    length = max(1, int(round(window * fps)))
+    step = max(1, int(round(stride * fps)))
+    # Windows start every `stride` while they fit; a video shorter than one window is one
+    # window over all its frames (the paper gives no rule; partial windows would be scored
+    # on repeated edge frames).
+    last = max(0, num_frames - length)
+    offsets = np.arange(0, last + 1, step, dtype=np.int64)
+    lengths = np.minimum(length, num_frames - offsets)
+    return offsets, lengths, offsets / fps, (offsets + lengths) / fps
+
+
+def predict_video(
+    model,
+    path,
+    top_k=5,
+    window=None,
+    stride=None,
+    num_frames=None,
+    crops=None,
+    classes=None,
+    output_name=None,
+    max_views_per_call=None,
+    model_card=None,
+):
+    """Class probabilities of one video file with the model's test protocol.
+
+    Args:
+        model: a trained Keras model of this library, or the path of a `.keras` file
+            or training output folder (its model card then gives class names and data
+            settings).
+        path: the video file.
+        top_k: how many classes `top` lists.
+        window: `None` scores the whole video; else the window length in seconds, each
+            window scored on its own (see the module docstring).
+        stride: seconds between window starts (default: `window`, no overlap).
+        num_frames: snippets per video or window (default: the paper's protocol).
+        crops: 1, 3 or 10 crops per snippet (default: the paper's protocol).
+        classes: class names (default: the model card's, else `class_<i>`).
+        output_name: the output to rank (default: `"fused"`, else the only one).
+        max_views_per_call: score at most this many views per model call (memory).
+        model_card: with a loaded `model`, its model card (the `best.json` dict
+            `keras-twostream train` writes): class names, data settings, protocol.
+
+    Returns:
+        A `VideoPrediction`.
+
+    Raises:
+        FileNotFoundError: no such video.
+        keras_twostream.data.video.VideoDecodeError: the video does not decode.
+        ValueError: a bad argument, or classes that do not match the model.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> result = keras_twostream.predict_video("runs/mpa_sal", "clip.mp4", top_k=3)  # doctest: +SKIP
+    >>> result.top  # doctest: +SKIP
+    [('Biking', 0.91), ('HorseRiding', 0.04), ('Skiing', 0.02)]
+    >>> result = keras_twostream.predict_video(model, "long.mp4", window=2, stride=1)  # doctest: +SKIP
+    >>> result.windows.head()  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from keras_twostream.commands import common
+    from keras_twostream.commands.evaluate import score_videos, scoring_model
+    from keras_twostream.data.extract import extract_video
+    from keras_twostream.data.video_source import verified_frame_count
+
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"Expected top_k to be a positive integer. Received: top_k={top_k!r}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Video not found: {path}")
+    model, info = _load(model, model_card)
+    names = _classes(model, info, classes)
+    outputs = [name for name, _ in common.score_outputs(model)]
+    output_name = output_name or common.primary_output(outputs)
+    if output_name not in outputs:
+        raise ValueError(
+            f"Expected output_name among {outputs}. Received: output_name={output_name!r}"
+        )
+    frames, crops, views = _protocol(model, info, num_frames, crops)
+    spec = common.model_spec(model)
+    count, fps = verified_frame_count(path)
+    spans = _windows(count, fps, window, stride)
+    workdir = None
+    try:
+        source = os.path.abspath(path)
+        if "flow" in spec.modalities:
+            # Flow is still read from extracted frames (the flow issue's fast flow aside).
+            data = info.get("data", {})
+            workdir = tempfile.mkdtemp(prefix="keras_twostream_predict_")
+            source = os.path.join(workdir, "video")
+            extract_video(
+                path,
+                source,
+                flow=data.get("flow") or "tvl1",
+                short_side=data.get("short_side") or 256,
+                bound=data.get("bound") or 20.0,
+            )
+        if spans is None:
+            table = pd.DataFrame({"path": [source]})
+        else:
+            # With flow a window of n frames has n - 1 fields; `frames` bounds both.
+            table = pd.DataFrame(
+                {"path": [source] * len(spans[0]), "offset": spans[0], "frames": spans[1]}
+            )
+        scorer = scoring_model(model, spec, views)
+        scores, _ = score_videos(
+            model, info, table, frames, crops, views, max_views_per_call, desc=None, scorer=scorer
+        )
+    finally:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    per_row = scores[output_name].astype(np.float32)  # (rows, C)
+    probabilities = per_row.mean(axis=0)
+    order = np.argsort(-probabilities, kind="stable")[: min(top_k, len(names))]
+    result = VideoPrediction(
+        path=path,
+        classes=names,
+        probabilities=probabilities,
+        top=[(names[i], float(probabilities[i])) for i in order],
+        output_name=output_name,
+    )
+    if spans is not None:
+        best = per_row.argmax(axis=1)
+        result.windows = pd.DataFrame(
+            {
+                "start": spans[2],
+                "end": spans[3],
+                "top_class": [names[i] for i in best],
+                "top_score": per_row[np.arange(len(best)), best],
+            }
+        )
+        result.window_probabilities = per_row
+    return result
+
+
+def _stream_views(frames, spec, num_frames, rgb_normalization, scale_size=None):
+    """Centre-crop views of a buffer of uint8 frames: the test protocol with `crops=1`."""
+    import tensorflow as tf
+
+    from keras_twostream.data import augment, sampling
+    from keras_twostream.data.pipeline import _cut
+
+    size = augment._pair(spec.image_size, "image_size")
+    span = spec.diff_length + 1 if "rgb_diff" in spec.modalities else 1
+    starts = sampling.segment_starts(len(frames), num_frames, span=span, training=False)
+    index = sampling.snippet_positions(starts[None], span, np.asarray([[len(frames)]]))[0]
+    clip = np.stack([frames[i] for i in index.reshape(-1)])  # [N*Dr, h, w, 3]
+    c = augment.test_crop_params(1, spec.image_size, scale_size)[0]
+    window = augment.crop_window(clip.shape[1], clip.shape[2], c[0], c[1], c[2], c[3])
+    x = _cut(tf.constant(clip), window, False, size)
+    x = augment.normalize_rgb(x, rgb_normalization)
+    x = tf.reshape(x, [num_frames, span, size[0], size[1], 3])
+    inputs = {}
+    if "rgb" in spec.modalities:
+        inputs["rgb"] = x[:, :1]  # (V, 1, H, W, 3)
+    if "rgb_diff" in spec.modalities:
+        diff = x[:, 1:] - x[:, :-1]  # [N, D, h, w, 3]
+        diff = tf.transpose(diff, [0, 2, 3, 1, 4])  # [N, D, h, w, 3] -> [N, h, w, D, 3]
+        inputs["rgb_diff"] = tf.reshape(diff, [num_frames, 1, size[0], size[1], 3 * (span - 1)])
+    return {k: np.asarray(v) for k, v in inputs.items()}
+
+
+def predict_stream(
+    model,
+    source,
+    window=2.0,
+    stride=1.0,
+    num_frames=None,
+    classes=None,
+    output_name=None,
+    fps=None,
+    max_steps=None,
+    model_card=None,
+):
+    """Classifies a live capture with a rolling window; yields one result per stride.
+
+    Args:
+        model: a trained RGB-only model (or its `.keras` path / training folder).
+        source: a camera index (`0`), an RTSP/HTTP URL or a video file.
+        window: seconds of video each prediction sees.
+        stride: seconds between predictions.
+        num_frames: equally spaced frames scored per window (default: the protocol's,
+            at most the frames in the window).
+        classes: class names (default: the model card's).
+        output_name: the output to rank.
+        fps: frame rate to assume when the capture reports none (cameras often do not).
+        max_steps: stop after this many predictions (`None`: at the end of the stream).
+        model_card: with a loaded `model`, its model card (see `predict_video`).
+
+    Yields:
+        Dicts `{"time", "frame", "top_class", "top_score", "probabilities"}`: seconds
+        and frame number of the window's end, the best class and its score.
+
+    Raises:
+        ValueError: the model takes flow, or the capture does not open.
+
+    Example:
+
+    >>> from keras_twostream.inference import predict_stream
+    >>> for step in predict_stream("runs/mpa_sal", 0):  # doctest: +SKIP
+    ...     print(f"{step['time']:.1f}s {step['top_class']} {step['top_score']:.2f}")
+    """
+    import cv2
+
+    from keras_twostream.commands import common
+    from keras_twostream.commands.evaluate import scoring_model
+    from keras_twostream.data.video import resized_size
+    from keras_twostream.data.video_source import SHORT_SIDE
+
+    model, info = _load(model, model_card)
+    names = _classes(model, info, classes)
+    spec = common.model_spec(model)
+    if "flow" in spec.modalities:
+        raise ValueError(
+            f"{model.name} takes optical flow; stream prediction needs an RGB-only model "
+            "('rgb' / 'rgb_diff' inputs)"
+        )
+    outputs = [name for name, _ in common.score_outputs(model)]
+    output_name = output_name or common.primary_output(outputs)
+    frames_wanted, _, views = _protocol(model, info, num_frames, 1)
+    scorer = scoring_model(model, spec, "frame")
+    rgb_normalization = info.get("data", {}).get("rgb_normalization", "unit")
+    if isinstance(source, str) and source.isdigit():
+        source = int(source)
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        capture.release()
+        raise ValueError(f"{source}: the capture does not open (no camera, URL or video there)")
+    try:
+        rate = float(capture.get(cv2.CAP_PROP_FPS) or 0.0) or float(fps or 25.0)
+        length = max(1, int(round(window * rate)))
+        step = max(1, int(round(stride * rate)))
+        buffer = collections.deque(maxlen=length)
+        count, done = 0, 0
+        while max_steps is None or done < max_steps:
+            ok, frame = capture.read()
+            if not ok:
+                break  # end of stream
+            height, width = frame.shape[:2]
+            size = resized_size(width, height, SHORT_SIDE)
+            if size != (width, height):
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            buffer.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            count += 1
+            if len(buffer) < length or (count - length) % step:
+                continue
+            n = min(frames_wanted, len(buffer))
+            inputs = _stream_views(list(buffer), spec, n, rgb_normalization)
+            out = scorer.predict_on_batch(inputs)
+            if isinstance(out, dict):
+                scores = np.asarray(out[output_name], np.float32)
+            else:
+                scores = np.asarray(out, np.float32)
+            probabilities = scores.mean(axis=0)
+            best = int(probabilities.argmax())
+            done += 1
+            yield {
+                "time": count / rate,
+                "frame": count,
+                "top_class": names[best],
+                "top_score": float(probabilities[best]),
+                "probabilities": probabilities,
+            }
+    finally:
+        capture.release()
