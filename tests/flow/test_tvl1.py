@@ -5,6 +5,10 @@ small XLA program is compiled; the accuracy figures at OpenCV's defaults and 340
 from `benchmarks/bench_tvl1.py`.
 """
 
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -149,3 +153,24 @@ def test_tvl1_rejects_bad_arguments():
         tvl1(a, a, gamma=0.1)
     with pytest.raises(ValueError, match="frames_a"):
         tvl1(np.zeros((20, 20), np.uint8), np.zeros((20, 20), np.uint8), warps=1)
+
+
+def test_jax_backend_runs_the_same_solver(tests_data):
+    # The JAX path (jax.jit) in a fresh process, against OpenCV with the same settings.
+    script = f"""
+import cv2, numpy as np
+from keras_twostream.flow import tvl1
+frame = cv2.imread({str(tests_data / "mmaction2" / "imgs" / "img_00001.jpg")!r}, 0)
+a = cv2.resize(frame, (32, 24), interpolation=cv2.INTER_AREA)
+b = np.roll(a, 1, axis=1)
+ours = np.asarray(tvl1(a[None], b[None], nscales=1, warps=2, outer_iterations=2))[0]
+ref = cv2.optflow.DualTVL1OpticalFlow_create(nscales=1, warps=2, outerIterations=2).calc(a, b, None)
+print(float(np.abs(ours - ref).max()), type(tvl1(a[None], b[None], nscales=1, warps=2, outer_iterations=2)).__module__)
+"""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    difference, module = result.stdout.split()
+    assert float(difference) < 1e-3 and module.startswith("jax")
