@@ -179,7 +179,7 @@ def main(argv=None):
         ],
     )  # fmt: skip
     truth = markdown_table(
-        ["known motion", "mean |flow| (px)", "OpenCV EPE", "ours EPE", "ours - OpenCV", "median EPD ours vs OpenCV"],
+        ["known motion", "mean flow magnitude (px)", "OpenCV EPE", "ours EPE", "ours - OpenCV", "median EPD ours vs OpenCV"],
         truth_rows,
     )  # fmt: skip
     body = f"""
@@ -205,7 +205,15 @@ mean end-point error over all pixels):
 """
     print(body)
     if not args.no_write:
-        write_section(f"tvl1-{backend}", f"TV-L1 optical flow in the graph ({backend} backend)", body)
+        command = "python " + " ".join(sys.argv)
+        if backend != "tensorflow":
+            command = f"KERAS_BACKEND={backend} {command}"
+        write_section(
+            f"tvl1-{backend}",
+            f"TV-L1 optical flow in the graph ({backend} backend)",
+            body,
+            command=command,
+        )
 
 
 if __name__ == "__main__":

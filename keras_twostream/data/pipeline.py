@@ -1117,7 +1117,18 @@ def _common_args(
     stored = videos["centre_start"] >= 0
     stored_means = "all" if stored.all() else ("mixed" if stored.any() else "none")
     if bidirectional_flow and "flow" in modalities:
-        _check_backward_flow(videos, on_error, errors)
+        has_backward = _check_backward_flow(videos, on_error, errors)
+        if not has_backward.all():  # on_error="skip": leave those videos out
+            if not has_backward.any():
+                raise ValueError(
+                    "No video in the annotation table has backward flow "
+                    f"({errors.count} problems recorded; first: {errors.records[0]})."
+                )
+            labels = labels[has_backward]
+            videos = {
+                key: (value if key == "centre" else value[has_backward])
+                for key, value in videos.items()
+            }
     cfg = _Sampling(
         modalities,
         num_segments,
@@ -1137,8 +1148,13 @@ def _common_args(
 
 
 def _check_backward_flow(videos, on_error, errors):
-    """Raises (or records) for folders without backward flow (`bx_00001.jpg`)."""
-    for directory, row in zip(videos["dir"], videos["row"], strict=True):
+    """Raises (or records) for folders without backward flow; returns a bool mask of those with.
+
+    (With bidirectional flow no stored means are used, so `videos["centre"]` is empty and
+    every other entry of `videos` is per video.)
+    """
+    has = np.ones(len(videos["dir"]), bool)
+    for i, (directory, row) in enumerate(zip(videos["dir"], videos["row"], strict=True)):
         first = frames.backward_flow_frame_paths(directory, 1)[0]
         if not os.path.exists(first):
             problem = (
@@ -1148,8 +1164,8 @@ def _check_backward_flow(videos, on_error, errors):
             if on_error == "raise":
                 raise FileNotFoundError(f"{first}: {problem} (row {row} of the annotation table)")
             errors.add(directory, first, problem, row=row)
-    # Folders without backward flow are not dropped here: on_error="skip" drops their
-    # samples at decoding time, with the problem recorded above.
+            has[i] = False
+    return has
 
 
 # --------------------------------------------------------------------------

@@ -124,5 +124,20 @@ def test_bidirectional_flow_needs_an_even_length_and_backward_files(tmp_path):
         path.unlink()
     with pytest.raises(FileNotFoundError, match="bx_00001.jpg: no backward flow"):
         make_test_dataset(table, modalities=("flow",), flow_length=4, bidirectional_flow=True)
+    # on_error="skip": the folder without backward flow is left out and recorded.
+    _folder(tmp_path / "w", rng)
+    both = pd.DataFrame({"path": [str(tmp_path / "v"), str(tmp_path / "w")], "label": [0, 1]})
+    ds = make_test_dataset(
+        both,
+        modalities=("flow",),
+        num_frames=1,
+        crops=1,
+        flow_length=4,
+        image_size=16,
+        bidirectional_flow=True,
+        on_error="skip",
+    )
+    assert [int(label) for _, label in ds] == [1]
+    assert [r["video"] for r in ds.dataset_errors.records] == [str(tmp_path / "v")]
     with pytest.raises(ValueError, match="flow_stacking"):
         make_test_dataset(table, modalities=("flow",), flow_length=4, flow_stacking="tracks")
