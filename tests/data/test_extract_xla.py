@@ -127,12 +127,24 @@ def test_rerun_skips_and_other_settings_are_refused(extracted, tmp_path):
         extract_videos(videos, tmp_path / "x", flow="dis", backward_flow=True, progress=False)
 
 
-def test_cli_offers_tvl1_xla():
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_twostream.cli", "extract", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "tvl1-xla" in result.stdout and "--backward-flow" in result.stdout
+def test_cli_passes_the_tvl1_xla_options(tmp_path):
+    # Real subprocesses; a folder whose only video is broken needs no compilation.
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "broken.avi").write_text("not a video\n")
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "keras_twostream.cli", "extract", str(videos), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    out = tmp_path / "frames"
+    result = cli(str(out), "--flow", "tvl1-xla", "--backward-flow", "--batch-size", "2")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "broken.avi" in (out / "failures.txt").read_text()
+    result = cli(str(tmp_path / "other"), "--flow", "dis", "--backward-flow")
+    assert result.returncode == 2
+    assert "backward_flow=True needs flow='tvl1-xla'" in result.stderr + result.stdout
