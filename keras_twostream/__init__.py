@@ -34,6 +34,7 @@ _SUBMODULES = (
     "models",
     "training",
     "data",
+    "flow",
     "datasets",
     "evaluation",
     "visualization",

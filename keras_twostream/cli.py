@@ -44,7 +44,20 @@ def _add_extract(sub):
     p.add_argument(
         "out_dir", help="output folder: OUT_DIR/<video>/img_00001.jpg, x_00001.jpg, y_00001.jpg"
     )
-    p.add_argument("--flow", choices=["tvl1", "dis", "farneback", "none"], default="tvl1")
+    p.add_argument(
+        "--flow",
+        choices=["tvl1", "tvl1-xla", "dis", "farneback", "none"],
+        default="tvl1",
+        help="tvl1-xla: the same TV-L1 compiled by XLA, pairs batched across videos (GPU-ready)",
+    )
+    p.add_argument(
+        "--backward-flow",
+        action="store_true",
+        help="with --flow tvl1-xla: also store the backward flow (bx_/by_ files)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="with --flow tvl1-xla: pairs per call (4)"
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument(
         "--threads",
@@ -72,6 +85,8 @@ def _run_extract(args):
         threads=args.threads,
         short_side=args.short_side,
         bound=args.bound,
+        backward_flow=args.backward_flow,
+        batch_size=args.batch_size,
     )
     return 0 if not summary.failed else 1
 

@@ -42,7 +42,7 @@ from keras_twostream.data.frames import (
 )
 from keras_twostream.data.video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader
 
-FLOW_CHOICES = ("tvl1", "dis", "farneback", "none")
+FLOW_CHOICES = ("tvl1", "tvl1-xla", "dis", "farneback", "none")
 LIST_FILE = "rawframes.txt"
 CLASSES_FILE = "classes.txt"
 FAILURES_FILE = "failures.txt"
@@ -179,6 +179,11 @@ def extract_video(
     from keras_twostream.version import __version__
 
     _check_flow(flow)
+    if flow == "tvl1-xla":
+        raise ValueError(
+            "flow='tvl1-xla' batches frame pairs across videos: use extract_videos "
+            "(keras-twostream extract --flow tvl1-xla), or flow='tvl1' for one video"
+        )
     if max_frames is not None and (isinstance(max_frames, bool) or int(max_frames) < 1):
         raise ValueError(f"Expected max_frames >= 1 or None. Received: max_frames={max_frames!r}")
     out_dir = os.fspath(out_dir)
@@ -493,6 +498,9 @@ def extract_videos(
     jpeg_quality=95,
     extensions=VIDEO_EXTENSIONS,
     threads=None,
+    backward_flow=False,
+    batch_size=None,
+    flow_params=None,
 ):
     """Extracts RGB frames and quantised optical flow for every video in a folder.
 
@@ -507,7 +515,10 @@ def extract_videos(
             the output (`ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi` ->
             `OUT_DIR/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01/`).
         out_dir: output folder (created if needed).
-        flow: `"tvl1"` (default), `"dis"`, `"farneback"`, or `"none"` for RGB only.
+        flow: `"tvl1"` (default), `"tvl1-xla"` (the same TV-L1, `keras_twostream.flow.tvl1`
+            compiled by XLA and batched over frame pairs across videos, in this process:
+            `workers` is ignored; see `keras_twostream.data.extract_xla`), `"dis"`,
+            `"farneback"`, or `"none"` for RGB only.
         workers: worker processes. With 1, videos are processed in this process and
             OpenCV uses its own threads; with more, each worker runs OpenCV on one thread
             and the largest videos are handed out first. OpenCV's DIS and Farneback
@@ -522,6 +533,13 @@ def extract_videos(
         extensions: file name endings counted as videos.
         threads: OpenCV and FFmpeg threads per worker; `None` means OpenCV's default
             (one per core) with `workers=1` and 1 with more workers.
+        backward_flow: also store the backward flow (`bx_`/`by_` files, from frame `i+1`
+            to frame `i`; see `keras_twostream.data.frames.backward_flow_frame_paths`),
+            for the bi-directional input of the two-stream paper. Only with `"tvl1-xla"`.
+        batch_size: frame pairs per TV-L1 call with `"tvl1-xla"` (default 4).
+        flow_params: with `"tvl1-xla"`, overrides of OpenCV's TV-L1 defaults
+            (`keras_twostream.flow.TVL1_DEFAULTS`, e.g. `{"warps": 3}`), recorded in
+            `meta.json` as `flow_params`.
 
     Returns:
         An `ExtractionSummary` with `.done`, `.skipped`, `.failed` (list of
@@ -560,6 +578,12 @@ def extract_videos(
         raise ValueError(
             f"Expected 0 <= jpeg_quality <= 100. Received: jpeg_quality={jpeg_quality!r}"
         )
+    if backward_flow and flow != "tvl1-xla":
+        raise ValueError(f"backward_flow=True needs flow='tvl1-xla'. Received: flow={flow!r}")
+    if (batch_size is not None or flow_params) and flow != "tvl1-xla":
+        raise ValueError(
+            f"batch_size and flow_params are for flow='tvl1-xla'. Received: flow={flow!r}"
+        )
     videos_dir = os.fspath(videos_dir)
     out_dir = os.fspath(out_dir)
     videos = find_videos(videos_dir, extensions)
@@ -571,6 +595,9 @@ def extract_videos(
         "bound": float(bound),
         "jpeg_quality": int(jpeg_quality),
     }
+    if flow == "tvl1-xla":
+        settings["backward_flow"] = bool(backward_flow)
+        settings["flow_params"] = dict(flow_params or {})
     run_id = os.getpid()
 
     # === Plan: skip complete folders, refuse collisions and foreign folders ===
@@ -620,7 +647,19 @@ def extract_videos(
         bar.add_video()
 
     try:
-        if workers == 1 or len(jobs) <= 1:
+        if flow == "tvl1-xla":
+            from keras_twostream.data import extract_xla
+
+            with _opencv_threads(threads):
+                extract_xla.run_jobs(
+                    [job[:4] + ({**job[4], "decode_threads": threads},) for job in jobs],
+                    record,
+                    bar.add_frames,
+                    batch_size=extract_xla.DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
+                    backward=bool(backward_flow),
+                    params=settings["flow_params"],
+                )
+        elif workers == 1 or len(jobs) <= 1:
             with _opencv_threads(threads):
                 for job in jobs:
                     job = job[:4] + ({**job[4], "decode_threads": threads},)
@@ -667,6 +706,9 @@ def _settings_mismatch(meta_path, settings):
         for key in ("algorithm", "short_side", "bound")
         if meta.get(key) != settings["flow" if key == "algorithm" else key]
     ]
+    for key, default in (("backward_flow", False), ("flow_params", {})):
+        if meta.get(key, default) != settings.get(key, default):
+            differ.append(f"{key}={meta.get(key, default)!r}")
     if differ:
         return (
             f"already extracted with other settings ({', '.join(differ)}); remove its folder "

@@ -454,3 +454,38 @@ def _check_modality(modality):
             f"Expected modality to be one or more of {list(MODALITIES)}. Received: modality={modality!r}"
         )
     return modality
+
+
+# === Backward flow (optional; `keras-twostream extract --flow tvl1-xla --backward-flow`) ===
+# Backward pair `i` (`bx_i.jpg`, `by_i.jpg`) is the flow from frame `i + 1` back to frame
+# `i`, quantised like the forward pair; the bi-directional input of the two-stream paper
+# (Sect. 3.1) stacks L/2 forward and L/2 backward fields. Their means (the counterpart
+# of `flow_means.npy`) go to `flow_means_backward.npy`.
+BACKWARD_X_PREFIX = "bx_"
+BACKWARD_Y_PREFIX = "by_"
+FLOW_BACKWARD_MEANS_FILE = "flow_means_backward.npy"
+
+
+def backward_flow_frame_paths(directory, index):
+    """Paths of backward flow pair `index` (1-based): the flow from frame `index + 1` to `index`.
+
+    Args:
+        directory: the frame folder.
+        index: 1-based flow index (the same index as the forward pair of those frames).
+
+    Returns:
+        A tuple `(bx_path, by_path)`.
+
+    Example:
+
+    >>> from keras_twostream.data.frames import backward_flow_frame_paths
+    >>> backward_flow_frame_paths("clip", 2)
+    ('clip/bx_00002.jpg', 'clip/by_00002.jpg')
+    """
+    index = _check_index(index)
+    directory = os.fspath(directory)
+    name = f"{index:0{INDEX_DIGITS}d}{FRAME_SUFFIX}"
+    return (
+        os.path.join(directory, BACKWARD_X_PREFIX + name),
+        os.path.join(directory, BACKWARD_Y_PREFIX + name),
+    )

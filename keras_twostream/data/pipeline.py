@@ -60,6 +60,7 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_twostream.data import augment, frames, sampling, video_source
+from keras_twostream.data.trajectory import trajectory_planes
 
 __all__ = [
     "DatasetErrors",
@@ -72,6 +73,7 @@ logger = logging.getLogger("keras_twostream.data")
 
 MODALITIES = ("rgb", "flow", "rgb_diff")
 FLOW_NORMALIZATIONS = ("pixels", "bound")
+FLOW_STACKINGS = ("flow", "trajectory")  # Eq. (1) and Eq. (2) of the two-stream paper
 _ON_ERROR = ("raise", "skip")
 _KEEP_EPOCHS = 4  # epochs of drawn indices kept for diagnosing dropped samples
 
@@ -442,6 +444,8 @@ class _Sampling:
         flow_normalization,
         mean_subtract_flow,
         stored_means="none",
+        flow_stacking="flow",
+        bidirectional_flow=False,
     ):
         self.modalities = modalities
         self.num_segments = num_segments
@@ -456,6 +460,10 @@ class _Sampling:
         # Which videos subtract stored field means (`flow_means.npy`) instead of
         # taking them from whole decoded fields: "all", "none" or "mixed".
         self.stored_means = stored_means
+        # Two-stream Sect. 3.1: "trajectory" stacking (Eq. (2)) and bi-directional flow
+        # (see keras_twostream.data.trajectory); both decode whole fields.
+        self.flow_stacking = flow_stacking
+        self.bidirectional_flow = bidirectional_flow
         self.need_rgb = "rgb" in modalities or "rgb_diff" in modalities
         self.need_flow = "flow" in modalities
         # Frames of RGB decoded per snippet: 1, or D + 1 for D differences.
@@ -765,6 +773,19 @@ def _flow_views(cfg, directory, flow_index, bound, crops, centre, has_centre):
     names = tf.strings.as_string(flow_index, width=frames.INDEX_DIGITS, fill="0")
     x_files = tf.strings.join([directory, "/", frames.FLOW_X_PREFIX, names, frames.FRAME_SUFFIX])
     y_files = tf.strings.join([directory, "/", frames.FLOW_Y_PREFIX, names, frames.FRAME_SUFFIX])
+    chains = None
+    if cfg.bidirectional_flow:
+        # Sect. 3.1: the snippet's L indices s..s+L-1 around tau = s + L/2 give the L/2
+        # forward fields tau..tau+L/2-1 and the L/2 backward fields tau-1, .., tau-L/2
+        # (backward pair i: frame i+1 -> i), in that order (keras_twostream.data.trajectory).
+        half = length // 2
+        back = names[:, :half][:, ::-1]
+        bx = tf.strings.join([directory, "/", frames.BACKWARD_X_PREFIX, back, frames.FRAME_SUFFIX])
+        by = tf.strings.join([directory, "/", frames.BACKWARD_Y_PREFIX, back, frames.FRAME_SUFFIX])
+        x_files = tf.concat([x_files[:, half:], bx], axis=1)
+        y_files = tf.concat([y_files[:, half:], by], axis=1)
+        chains = [half, half]
+    trajectory = cfg.flow_stacking == "trajectory"
     x_contents = _read(x_files, groups * length)
     y_contents = _read(y_files, groups * length)
     windows = _windows(x_contents[0], crops)
@@ -787,8 +808,14 @@ def _flow_views(cfg, directory, flow_index, bound, crops, centre, has_centre):
         planes = _pad_to_bucket(planes)
         return _cut_flow(cfg, planes, origins, windows, crops, means, bound, groups, length)
 
+    def along_trajectories(planes):
+        # Eq. (2), on whole fields at their stored resolution, before any crop.
+        return trajectory_planes(planes, bound, groups, length, chains)
+
     def whole_fields():
         if not cfg.mean_subtract_flow:
+            if trajectory:
+                return cut(along_trajectories(decode(None)), None, False)
             # No mean needed: one view decodes only its window.
             return cut(decode(windows[0] if single else None), None, single)
         planes = decode(None)
@@ -797,6 +824,10 @@ def _flow_views(cfg, directory, flow_index, bound, crops, centre, has_centre):
         # constants, so (q - mean(q)) * 2b/255 on the resized window is exact.
         # (An XLA reduction here measured 7x slower than TensorFlow's.)
         means = tf.reduce_mean(tf.cast(planes, tf.float32), axis=[1, 2])
+        if trajectory:
+            # The raw fields' means: sampling a field minus its mean (bilinear weights
+            # sum to 1) equals the sampled field minus that mean.
+            planes = along_trajectories(planes)
         return cut(planes, tf.reshape(means, [groups, 2 * length]), False)
 
     def stored_means():
@@ -1214,13 +1245,21 @@ def _common_args(
     split,
     num_segments,
     need_label,
+    flow_stacking="flow",
+    bidirectional_flow=False,
 ):
     modalities = _check_modalities(modalities)
+    _check_choice(flow_stacking, FLOW_STACKINGS, "flow_stacking")
     _check_choice(on_error, _ON_ERROR, "on_error")
     _check_choice(rgb_normalization, augment.RGB_PRESETS, "rgb_normalization")
     _check_choice(flow_normalization, FLOW_NORMALIZATIONS, "flow_normalization")
     flow_length = _check_int(flow_length, "flow_length")
     diff_length = _check_int(diff_length, "diff_length")
+    if bidirectional_flow and flow_length % 2:
+        raise ValueError(
+            "bidirectional_flow stacks L/2 forward and L/2 backward fields: flow_length must "
+            f"be even. Received: flow_length={flow_length}"
+        )
     if num_paths is not None:
         num_paths = _check_int(num_paths, "num_paths")
         if "flow" not in modalities:
@@ -1243,10 +1282,26 @@ def _common_args(
     table = _as_table(table, split, need_label)
     labels, multi, num_classes = _labels(table, num_classes, need_label)
     use_stored = bool(mean_subtract_flow) and "flow" in modalities
+    # Trajectories and backward fields need whole fields (and backward fields have no
+    # flow_means.npy entry): their means come from the decoded fields.
+    use_stored = use_stored and flow_stacking == "flow" and not bidirectional_flow
     videos = _scan(table, root, modalities, flow_bound, on_error, errors, stored_means=use_stored)
     labels = labels[videos["keep"]]
     stored = videos["centre_start"] >= 0
     stored_means = "all" if stored.all() else ("mixed" if stored.any() else "none")
+    if bidirectional_flow and "flow" in modalities:
+        has_backward = _check_backward_flow(videos, on_error, errors)
+        if not has_backward.all():  # on_error="skip": leave those videos out
+            if not has_backward.any():
+                raise ValueError(
+                    "No video in the annotation table has backward flow "
+                    f"({errors.count} problems recorded; first: {errors.records[0]})."
+                )
+            labels = labels[has_backward]
+            videos = {
+                key: (value if key == "centre" else value[has_backward])
+                for key, value in videos.items()
+            }
     cfg = _Sampling(
         modalities,
         num_segments,
@@ -1259,9 +1314,32 @@ def _common_args(
         flow_normalization,
         mean_subtract_flow,
         stored_means if use_stored else "none",
+        flow_stacking=flow_stacking,
+        bidirectional_flow=bool(bidirectional_flow),
     )
     cfg.video_files = videos["video_files"]
     return cfg, videos, labels, multi, errors
+
+
+def _check_backward_flow(videos, on_error, errors):
+    """Raises (or records) for folders without backward flow; returns a bool mask of those with.
+
+    (With bidirectional flow no stored means are used, so `videos["centre"]` is empty and
+    every other entry of `videos` is per video.)
+    """
+    has = np.ones(len(videos["dir"]), bool)
+    for i, (directory, row) in enumerate(zip(videos["dir"], videos["row"], strict=True)):
+        first = frames.backward_flow_frame_paths(directory, 1)[0]
+        if not os.path.exists(first):
+            problem = (
+                "no backward flow (bidirectional_flow=True reads bx_/by_ files; extract "
+                "with keras-twostream extract --flow tvl1-xla --backward-flow)"
+            )
+            if on_error == "raise":
+                raise FileNotFoundError(f"{first}: {problem} (row {row} of the annotation table)")
+            errors.add(directory, first, problem, row=row)
+            has[i] = False
+    return has
 
 
 # --------------------------------------------------------------------------
@@ -1297,6 +1375,8 @@ def make_dataset(
     num_classes=None,
     split=None,
     drop_remainder=False,
+    flow_stacking="flow",
+    bidirectional_flow=False,
 ):
     """Builds a `tf.data.Dataset` of `(inputs, labels)` batches from frame folders.
 
@@ -1370,6 +1450,16 @@ def make_dataset(
             for checking label ranges.
         split: keep only the rows whose `split` column equals this value.
         drop_remainder: drop the last incomplete batch.
+        flow_stacking: `"flow"`, optical flow stacking (Eq. (1) of the two-stream
+            paper), or `"trajectory"`, the fields sampled along the trajectory of each
+            pixel (Eq. (2); bilinear sampling, trajectories clamped to the frame,
+            followed on whole fields before cropping: see
+            `keras_twostream.data.trajectory`). Table 1(b) of the paper.
+        bidirectional_flow: the paper's bi-directional input: `L/2` forward fields
+            from frame `tau` and `L/2` backward fields going back from it (channels:
+            forward first, then backward), read from the `bx_`/`by_` files that
+            `keras-twostream extract --flow tvl1-xla --backward-flow` writes.
+            `flow_length` must be even. Both options decode whole flow fields.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, labels)`; `inputs` maps each modality
@@ -1420,6 +1510,8 @@ def make_dataset(
         split,
         num_segments,
         need_label=True,
+        flow_stacking=flow_stacking,
+        bidirectional_flow=bidirectional_flow,
     )
     shuffle = training if shuffle is None else bool(shuffle)
     use_jitter = training and any(v > 0 for v in jitter_amounts.values())
@@ -1510,6 +1602,8 @@ def make_test_dataset(
     errors=None,
     num_classes=None,
     split=None,
+    flow_stacking="flow",
+    bidirectional_flow=False,
 ):
     """Builds the test-time protocol: every view of one video per element.
 
@@ -1549,6 +1643,8 @@ def make_test_dataset(
         errors: a `DatasetErrors` to record into.
         num_classes: as for `make_dataset`.
         split: keep only the rows whose `split` equals this value.
+        flow_stacking: see `make_dataset`.
+        bidirectional_flow: see `make_dataset`.
 
     Returns:
         A `tf.data.Dataset` with one element per video, `(inputs, label)`, where
@@ -1594,6 +1690,8 @@ def make_test_dataset(
         split,
         1,
         need_label=False,
+        flow_stacking=flow_stacking,
+        bidirectional_flow=bidirectional_flow,
     )
     n = len(videos["dir"])
     num_crops = len(crop_params)
