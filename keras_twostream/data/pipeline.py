@@ -1299,7 +1299,7 @@ def _common_args(
                 )
             labels = labels[has_backward]
             videos = {
-                key: (value if key == "centre" else value[has_backward])
+                key: (value if key in ("centre", "video_files") else value[has_backward])
                 for key, value in videos.items()
             }
     cfg = _Sampling(
