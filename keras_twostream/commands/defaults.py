@@ -55,8 +55,8 @@ _SILENT = "not given in the paper"
 
 PAPER_DEFAULTS = {
     "two_stream": {
-        "paper": Default("Simonyan & Zisserman, NeurIPS 2014", ""),
-        "backbone": Default("cnn_m_2048", "Sect. 4, Fig. 1 (CNN-M-2048, both streams)"),
+        "paper": Default("Simonyan & Zisserman, NIPS 2014", ""),
+        "backbone": Default("cnn_m_2048", "Sect. 5, Fig. 1 (CNN-M-2048, both streams)"),
         "image_size": Default(224, "Sect. 5, Training (224x224 crops of 256-pixel frames)"),
         "segments": Default(1, "Sect. 5, Training (one frame per video and step)"),
         "flow_length": Default(10, "Sect. 6 (L = 10)"),
@@ -112,7 +112,7 @@ PAPER_DEFAULTS = {
         "finetune": Default({}, ""),
     },
     "cma": {
-        "paper": Default("Chi et al., 2019 (cross-modality attention)", ""),
+        "paper": Default("Chi, Tian, Mu & Tian, 2019 (cross-modality attention)", ""),
         "backbone": Default("resnet50", "Sect. 4.1, Implementation"),
         "image_size": Default(224, "Sect. 4.4, Input"),
         "segments": Default(3, "Sect. 4.4, Input (TSN, K = 3)"),

@@ -2,7 +2,7 @@
 
 Every class is one *appearance* (the texture and colours of a moving ellipse) crossed with
 one *motion* (how that ellipse moves), so that the two streams of a two-stream network
-(Simonyan & Zisserman, NeurIPS 2014) each solve half of the task:
+(Simonyan & Zisserman, NIPS 2014) each solve half of the task:
 
 | appearance \\ motion | Translating | Oscillating | Rotating |
 |---|---|---|---|
