@@ -6,6 +6,7 @@ Imports `keras_twostream.layers` only, never models/ or data/.
 from keras_twostream.backbones.backbone import Backbone
 from keras_twostream.backbones.builders import (
     BACKBONES,
+    bn_inception,
     cnn_m_2048,
     get_backbone,
     resnet50,
@@ -19,6 +20,7 @@ __all__ = [
     "BACKBONES",
     "Backbone",
     "adapt_input_channels",
+    "bn_inception",
     "cnn_m_2048",
     "get_backbone",
     "load_imagenet_weights",

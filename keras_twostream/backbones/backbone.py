@@ -6,6 +6,7 @@ import numbers
 import keras
 
 from keras_twostream.backbones.blocks import chain_blocks
+from keras_twostream.backbones.bn_inception import bn_inception_block_specs
 from keras_twostream.backbones.cnn_m import cnn_m_2048_block_specs
 from keras_twostream.backbones.resnet import resnet_block_specs
 from keras_twostream.backbones.tiny import tiny_block_specs
@@ -15,6 +16,7 @@ from keras_twostream.backbones.vgg import vgg16_block_specs
 ARCHITECTURES = {
     "resnet50": functools.partial(resnet_block_specs, architecture="resnet50"),
     "resnet101": functools.partial(resnet_block_specs, architecture="resnet101"),
+    "bn_inception": bn_inception_block_specs,
     "vgg16": vgg16_block_specs,
     "cnn_m_2048": cnn_m_2048_block_specs,
     "tiny": tiny_block_specs,
@@ -68,7 +70,7 @@ class Backbone(keras.Model):
     """A stream feature extractor: an image network exposing every stage and block.
 
     Runs one image tensor `(batch, height, width, channels)` through a
-    ResNet-50/101 v1, VGG-16, CNN-M-2048 or tiny network and returns a dict of
+    ResNet-50/101 v1, BN-Inception, VGG-16, CNN-M-2048 or tiny network and returns a dict of
     every stage's feature map plus `"features"`, the final feature vector.
     `channels` is free: 3 for RGB frames, 2L for L stacked optical flow fields
     (two-stream paper, Sect. 3.1), 3L for RGB differences. Preprocessing
@@ -88,22 +90,24 @@ class Backbone(keras.Model):
     |--------------|-------------------------------------------|-------------------------|----------|
     | resnet50     | stem, conv2_block1 .. conv5_block3, head  | res2 (4) .. res5 (32)   | 2048     |
     | resnet101    | the same with 23 blocks in conv4          | res2 (4) .. res5 (32)   | 2048     |
+    | bn_inception | stem, inception_3a .. inception_5b, head  | conv2 (4) .. inception5 (32) | 1024 |
     | vgg16        | block1 .. block5, head                    | block1 (2) .. block5 (32) | 4096   |
     | cnn_m_2048   | conv1 .. conv5, head                      | conv1 (4) .. conv5 (37) | 2048     |
     | tiny         | stem, conv2_block1 .. conv5_block1, head  | res2 (4) .. res5 (32)   | 64       |
 
     Args:
-        architecture: one of `"resnet50"`, `"resnet101"`, `"vgg16"`,
-            `"cnn_m_2048"`, `"tiny"`.
+        architecture: one of `"resnet50"`, `"resnet101"`, `"bn_inception"`,
+            `"vgg16"`, `"cnn_m_2048"`, `"tiny"`.
         input_shape: `(height, width, channels)`. Height and width may be
-            `None` for the ResNets and the tiny net; VGG-16 and CNN-M-2048 end
+            `None` for the ResNets, BN-Inception and the tiny net; VGG-16 and CNN-M-2048 end
             in fully connected layers and need them fixed.
         stream: `"spatial"` or `"temporal"`. Only CNN-M-2048 uses it: the
             temporal network has no second LRN layer (two-stream paper, Sect. 5).
         dropout: dropout rate after each fully connected layer of the VGG-16
             and CNN-M-2048 heads (0.5 for the spatial and 0.9 for the temporal
             stream in the two-stream paper, Sect. 6). Unused by ResNets and tiny.
-        synchronized: passed to every `BatchNormalization` (ResNets and tiny):
+        synchronized: passed to every `BatchNormalization` (ResNets,
+            BN-Inception and tiny):
             synchronised batch statistics across replicas under a
             `tf.distribute` strategy, as CMA trains (Chi et al., Sect. 4.4).
             TensorFlow backend only.
@@ -115,7 +119,8 @@ class Backbone(keras.Model):
         training: whether BatchNormalization and Dropout run in training mode.
 
     Returns:
-        A dict mapping every stage name (`"res2"` ... `"res5"`, `"block1"` ...
+        A dict mapping every stage name (`"res2"` ... `"res5"`, `"conv2"` ...
+            `"inception5"`, `"block1"` ...
         `"block5"` or `"conv1"` ... `"conv5"`) to its feature map and
         `"features"` to the feature vector `(batch, features)`.
 

@@ -57,6 +57,29 @@ def resnet101(
     return _build("resnet101", input_shape, weights, stream, dropout, synchronized, name)
 
 
+def bn_inception(
+    input_shape=(224, 224, 3),
+    weights=None,
+    stream="spatial",
+    dropout=0.0,
+    synchronized=False,
+    name=None,
+):
+    """BN-Inception (TSN's network, STPN's ablations; 1024-d features); see `get_backbone`.
+
+    Stages `"conv2"`, `"inception3"`, `"inception4"`, `"inception5"` (strides 4
+    to 32). No ImageNet weights ship with Keras for it: `weights` is `None` or
+    the path of a weights file.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> keras_twostream.backbones.bn_inception(input_shape=(224, 224, 3)).output["inception5"].shape
+    (None, 7, 7, 1024)
+    """
+    return _build("bn_inception", input_shape, weights, stream, dropout, synchronized, name)
+
+
 def vgg16(
     input_shape=(224, 224, 3),
     weights=None,
@@ -118,6 +141,7 @@ def tiny(
 BACKBONES = {
     "resnet50": resnet50,
     "resnet101": resnet101,
+    "bn_inception": bn_inception,
     "vgg16": vgg16,
     "cnn_m_2048": cnn_m_2048,
     "tiny": tiny,
@@ -136,8 +160,8 @@ def get_backbone(
     """Builds a stream feature extractor by architecture name.
 
     Args:
-        architecture: one of `"resnet50"`, `"resnet101"`, `"vgg16"`,
-            `"cnn_m_2048"`, `"tiny"` (the keys of
+        architecture: one of `"resnet50"`, `"resnet101"`, `"bn_inception"`,
+            `"vgg16"`, `"cnn_m_2048"`, `"tiny"` (the keys of
             `keras_twostream.backbones.BACKBONES`). Usually passed positionally.
         input_shape: `(height, width, channels)`; channels 3 for RGB, 2L for
             L stacked flow fields, 3L for RGB differences.
@@ -152,7 +176,7 @@ def get_backbone(
             CNN-M-2048 heads (two-stream paper: 0.5 spatial, 0.9 temporal);
             unused by the ResNets and tiny.
         synchronized: synchronised BatchNormalization (TensorFlow backend
-            only; ResNets and tiny).
+            only; ResNets, BN-Inception and tiny).
         name: the model's name; its blocks are named `f"{name}_{block}"`.
             Defaults to the architecture name, made unique.
 

@@ -86,7 +86,9 @@ def add_arguments(parser):
     group.add_argument("--workers", type=int, default=1, help="extraction processes for videos")
     common.add_on_error_argument(group)
     group = parser.add_argument_group("model (defaults: the model's paper)")
-    group.add_argument("--backbone", help="resnet50, resnet101, vgg16, cnn_m_2048 or tiny")
+    group.add_argument(
+        "--backbone", help="resnet50, resnet101, bn_inception, vgg16, cnn_m_2048 or tiny"
+    )
     group.add_argument("--image-size", type=int)
     group.add_argument("--segments", type=int, help="TSN segments K (TCLSTA: frames per clip T)")
     group.add_argument("--flow-length", type=int, help="stacked flow fields L")

@@ -51,16 +51,23 @@ TOP_FEATURES = ("spatial", "temporal", "attended")
 TEMPORAL_LEVELS = ("map", "vector")
 STREAMS = ("spatial", "temporal")
 # Sect. 4.1: "for VGG-16, we stack the two 4096-dimensional fully connected layers behind the
-# last STCB layer". CNN-M-2048 gets its own full6/full7 sizes likewise; ResNets and tiny none.
+# last STCB layer". CNN-M-2048 gets its own full6/full7 sizes likewise; ResNets, BN-Inception
+# and tiny none.
 FC_UNITS = {"vgg16": (4096, 4096), "cnn_m_2048": (4096, 2048)}
 # Sect. 4.1: base learning rate 0.01 for VGG-16, 0.001 for ResNets, divided by 10 every
-# 10,000 iterations, stopped at 30,000 (VGG-16) / 20,000 (ResNets).
+# 10,000 iterations, stopped at 30,000 (VGG-16) / 20,000 (ResNets). The paper gives no rate for
+# BN-Inception; it gets the ResNets' 0.001 (TSN's rate for its BN-Inception spatial net).
 LEARNING_RATES = {"vgg16": (1e-2, 3), "cnn_m_2048": (1e-2, 3)}
 DEFAULT_LEARNING_RATE = (1e-3, 2)
 STEP_SIZE = 10_000
 
 # The ablations of Tables 3-6 as build_stpn keyword arguments: `build_stpn(101, **ABLATIONS[key])`.
-ABLATIONS = {
+# The paper runs them on BN-Inception: Table 3's compact bilinear sweep fuses "the spatial and the
+# temporal representations (both 1024-dimensional)" and Table 6 A is the BN-Inception two-stream
+# baseline of Table 2 (91.7%), so every row names `backbone="bn_inception"`. For another
+# backbone: `build_stpn(101, **{**ABLATIONS[key], "backbone": "resnet50"})`.
+ABLATION_BACKBONE = "bn_inception"
+_ABLATION_SWITCHES = {
     # Table 3: fusing the two streams (one temporal path, no attention).
     "table3_average": dict(fusion="average", temporal_paths=1, attention=False),
     "table3_concat": dict(fusion="concat", temporal_paths=1, attention=False),
@@ -90,11 +97,15 @@ ABLATIONS = {
         )
         for method in ("temporal", "concat", "sum", "compact_bilinear")
     },
-    # Table 6: stacking the components; D is the final architecture (build_stpn's defaults).
+    # Table 6: stacking the components; D is the final architecture (build_stpn's defaults but
+    # for the backbone).
     "table6_a": dict(fusion="average", temporal_paths=1, attention=False),
     "table6_b": dict(temporal_paths=1, attention=False),
     "table6_c": dict(temporal_paths=3, attention=False),
     "table6_d": dict(),
+}
+ABLATIONS = {
+    row: {"backbone": ABLATION_BACKBONE, **switches} for row, switches in _ABLATION_SWITCHES.items()
 }
 
 
@@ -153,7 +164,8 @@ class SplitPaths(keras.layers.Layer):
 def last_stage_blocks(backbone):
     """The backbone's blocks up to the end of its last stage, without its pooling/fc head.
 
-    STPN takes the last convolutional feature map (res5c of ResNets, pool5 of
+    STPN takes the last convolutional feature map (res5c of ResNets, inception5b of
+    BN-Inception, pool5 of
     VGG-16: Sect. 3.3-3.4); the backbone's own head (global pooling, or VGG's
     flatten-fc1-fc2 on 25088 inputs) is left out of the model.
     """
@@ -264,14 +276,17 @@ class STPN(VideoClassifier):
     `load_stream_weights`.
 
     `compile()` defaults (Sect. 4.1): SGD with momentum 0.9, base learning
-    rate 0.001 (ResNets, tiny) or 0.01 (VGG-16, CNN-M-2048) divided by 10
+    rate 0.001 (ResNets, BN-Inception, tiny) or 0.01 (VGG-16, CNN-M-2048) divided by 10
     every 10,000 steps; the paper stops at 20,000 / 30,000 iterations of
     batch 32. Momentum is not stated in the paper (Caffe's usual 0.9).
 
     Args:
         num_classes: number of classes, >= 2.
-        backbone: `"resnet50"`, `"resnet101"`, `"vgg16"`, `"cnn_m_2048"` or
-            `"tiny"` (tests, CPU demos); both streams use it.
+        backbone: `"resnet50"` (the default: ImageNet weights ship with
+            Keras for it), `"bn_inception"` (the network of the paper's
+            ablations, Tables 3-6, and of its best result, Table 7),
+            `"resnet101"`, `"vgg16"`, `"cnn_m_2048"` or `"tiny"` (tests, CPU
+            demos); both streams use it.
         image_size: input height and width (224).
         flow_length: L, flow fields per chunk (10, Sect. 3.2).
         temporal_paths: P, flow chunks per snippet (3; Table 4 also has 1, 5).
@@ -692,8 +707,11 @@ def build_stpn(num_classes, backbone="resnet50", **kwargs):
 
     The defaults are the paper's final architecture (Table 6, D): 3 temporal
     paths of 10 flow fields fused by an STCB, STCB attention pooling, and a
-    4096-d STCB top fusion, trained end to end with one loss. Every row of
-    Tables 3-6 is `build_stpn(num_classes, **STPN_ABLATIONS[row])`
+    4096-d STCB top fusion, trained end to end with one loss, on ResNet-50
+    (one of the paper's base networks, Tables 2 and 7, with ImageNet weights in
+    Keras). Every row of Tables 3-6 is
+    `build_stpn(num_classes, **STPN_ABLATIONS[row])`, on BN-Inception as in the
+    paper (so `STPN_ABLATIONS["table6_d"]` is D on BN-Inception)
     (`keras_twostream.models.STPN_ABLATIONS`, the module's `ABLATIONS`). See
     `keras_twostream.models.STPN` for every argument.
 
@@ -726,7 +744,7 @@ def build_stpn(num_classes, backbone="resnet50", **kwargs):
 
     >>> from keras_twostream import build_stpn
     >>> from keras_twostream.models import STPN_ABLATIONS
-    >>> model = build_stpn(num_classes=101)  # Table 6 D: ResNet-50, P=3, L=10  # doctest: +SKIP
+    >>> model = build_stpn(num_classes=101)  # Table 6 D's components on ResNet-50  # doctest: +SKIP
     >>> model_b = build_stpn(num_classes=101, **STPN_ABLATIONS["table6_b"])  # doctest: +SKIP
     >>> model.load_stream_weights(spatial=two.spatial_backbone, temporal=two.temporal_backbone)  # doctest: +SKIP
     """

@@ -24,7 +24,14 @@ def images(shape, batch=2, seed=0):
 
 
 def test_backbones_dict_and_unknown_name():
-    assert sorted(BACKBONES) == ["cnn_m_2048", "resnet101", "resnet50", "tiny", "vgg16"]
+    assert sorted(BACKBONES) == [
+        "bn_inception",
+        "cnn_m_2048",
+        "resnet101",
+        "resnet50",
+        "tiny",
+        "vgg16",
+    ]
     assert all(callable(builder) for builder in BACKBONES.values())
     with pytest.raises(ValueError, match=r"resnet9000.*'cnn_m_2048', 'resnet101', 'resnet50'"):
         get_backbone("resnet9000")
