@@ -1,7 +1,7 @@
 """Model builders, one module per paper. `MODELS` maps names to builders (no string registry)."""
 
 from keras_twostream.models.base import MaskedSparseCategoricalAccuracy, VideoClassifier
-from keras_twostream.models.cma import CMA, CMA3D, build_cma, build_cma_3d
+from keras_twostream.models.cma import CMA, CMA3D, build_cma, build_cma_3d, build_non_local
 from keras_twostream.models.mpa_sal import ABLATIONS as MPA_SAL_ABLATIONS
 from keras_twostream.models.mpa_sal import MPASAL, build_mpa_sal
 from keras_twostream.models.semantic_autoencoder import SemanticAutoencoder, train_semantic_encoder
@@ -52,6 +52,7 @@ __all__ = [
     "VideoClassifier",
     "build_cma",
     "build_cma_3d",
+    "build_non_local",
     "build_mpa_sal",
     "build_stpn",
     "build_tclsta",

@@ -14,6 +14,10 @@ their weighted sum (Sect. 5.2: 5:1 toward the branch trained last).
 The model trains branch by branch with `AlternatingSchedule` (Sect. 4.3);
 see `keras_twostream.training.alternating`.
 
+`build_non_local` is the baseline of Table 4 (rows 4-6): the same two ResNet-50
+branches with self-attention (non-local) blocks at the CMA positions and no
+cross-modality exchange.
+
 `CMA3D` is the Sect. 5.6 variant: one 3-D CMA block after res4 of each branch
 of a 3-D network, shown on a small pseudo-3-D ResNet (P3D, Qiu et al. 2017).
 """
@@ -30,6 +34,7 @@ from keras_twostream.models.two_stream import apply_stream_heads, head_applies_d
 from keras_twostream.training.alternating import AlternatingTrainingMixin
 
 BRANCHES = ("rgb", "flow")
+NON_LOCAL_CHOICES = (False, True, "rgb", "both")
 DEFAULT_CMA_STAGES = ("res3", "res4")
 
 
@@ -178,9 +183,18 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
             two for the tiny backbone.
         pool_size: the max-pooling before keys and values of every CMA block
             (2 in the paper; `None` for none).
-        non_local: also insert a non-local (self-attention) block in the RGB
-            branch just before each of its CMA blocks, as in Table 4 of the
-            paper (there the Flow branch has none).
+        non_local: insert non-local (self-attention) blocks (Wang et al.,
+            CVPR 2018) at the CMA positions, just before the CMA blocks:
+            `False` (none), `True` or `"rgb"` (in the RGB branch only, as in
+            Table 4's CMA rows, "the Flow branch is the same to the Flow
+            modality of the ResNet50 model"), or `"both"` (in each branch:
+            Table 4's "ResNet50 + non-local" rows). A non-local block is a
+            `CrossModalityAttention` whose queries, keys and values come from
+            the same map, "a special case of CMA" (Sect. 3.1).
+        cross_modality: insert the CMA blocks (`True`, the paper's model);
+            `False` keeps the two branches independent (a TSN two-stream
+            ResNet, or with `non_local="both"` the non-local baseline of
+            Table 4; see `build_non_local`).
         dropout: dropout before each branch's classifier (0.7, Sect. 4.4).
         consensus: `"avg"` (Eq. 6) or `"max"` segmental consensus.
         fusion_weights: weights of the RGB and Flow probabilities in
@@ -218,6 +232,7 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         cma_blocks=None,
         pool_size=2,
         non_local=False,
+        cross_modality=True,
         dropout=0.7,
         consensus="avg",
         fusion_weights=(5.0, 1.0),
@@ -232,8 +247,19 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         flow_length = _check_positive_int(flow_length, "flow_length")
         dropout = _check_rate(dropout, "dropout")
         fusion_weights = _check_fusion_weights(fusion_weights)
-        if not isinstance(non_local, bool):
-            raise ValueError(f"Expected non_local to be a bool. Received: non_local={non_local!r}")
+        if not any(
+            non_local is c or (isinstance(c, str) and non_local == c) for c in NON_LOCAL_CHOICES
+        ):
+            raise ValueError(
+                f"Expected non_local to be one of {NON_LOCAL_CHOICES}. Received: non_local={non_local!r}"
+            )
+        if not isinstance(cross_modality, bool):
+            raise ValueError(
+                f"Expected cross_modality to be a bool. Received: cross_modality={cross_modality!r}"
+            )
+        non_local_branches = {False: (), True: ("rgb",), "rgb": ("rgb",), "both": BRANCHES}[
+            non_local
+        ]
         kwargs.setdefault("name", "cma")
 
         # === Layers ===
@@ -272,13 +298,15 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         for (block_name, rgb_block), (_, flow_block) in blocks:
             x = {"rgb": rgb_block(x["rgb"]), "flow": flow_block(x["flow"])}
             if block_name in positions:
-                if non_local:  # Table 4: a non-local block before the CMA block, RGB branch only.
-                    x["rgb"] = attention(f"rgb_nonlocal_{block_name}")(x["rgb"])
-                # Fig. 1-2: each branch queries the other; both read the maps before either block.
-                x = {
-                    "rgb": attention(f"rgb_cma_{block_name}")(x["rgb"], x["flow"]),
-                    "flow": attention(f"flow_cma_{block_name}")(x["flow"], x["rgb"]),
-                }
+                # Table 4: non-local blocks before the CMA blocks (RGB branch only, or both).
+                for branch in non_local_branches:
+                    x[branch] = attention(f"{branch}_nonlocal_{block_name}")(x[branch])
+                if cross_modality:
+                    # Fig. 1-2: each branch queries the other; both read the maps before either.
+                    x = {
+                        "rgb": attention(f"rgb_cma_{block_name}")(x["rgb"], x["flow"]),
+                        "flow": attention(f"flow_cma_{block_name}")(x["flow"], x["rgb"]),
+                    }
         tasks = {"default": num_classes}
         logits = {}
         for branch in BRANCHES:
@@ -299,6 +327,7 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         self.cma_blocks = None if cma_blocks is None else list(cma_blocks)
         self.pool_size = pool_size
         self.non_local = non_local
+        self.cross_modality = cross_modality
         self.dropout = dropout
         self.consensus = consensus
         self.fusion_weights = fusion_weights
@@ -321,6 +350,8 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
     def cma_layers(self, branch):
         """The CMA blocks of `branch` in network order (non-local blocks excluded)."""
         self._check_branch(branch)
+        if not self.cross_modality:
+            return []
         return [self.get_layer(f"{branch}_cma_{name}") for name in self.cma_block_names]
 
     def get_config(self):
@@ -335,6 +366,7 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
             "cma_blocks": self.cma_blocks,
             "pool_size": self.pool_size,
             "non_local": self.non_local,
+            "cross_modality": self.cross_modality,
             "dropout": self.dropout,
             "consensus": self.consensus,
             "fusion_weights": list(self.fusion_weights),
@@ -365,6 +397,46 @@ def build_cma(num_classes, backbone="resnet50", num_segments=3, flow_length=5, *
         backbone=backbone,
         num_segments=num_segments,
         flow_length=flow_length,
+        **kwargs,
+    )
+
+
+def build_non_local(num_classes, backbone="resnet50", num_segments=3, flow_length=5, **kwargs):
+    """Builds the ResNet-50 + non-local baseline of the CMA paper (Table 4, rows 4-6).
+
+    Two independent branches, RGB and Flow, each with a non-local block
+    (Wang et al., CVPR 2018) wherever `build_cma` puts a CMA block ("we add five
+    blocks to ResNet50 in res3 and res4, the same numbers and locations as
+    that of the CMA blocks", Sect. 5.5), and no cross-modality exchange. The
+    outputs `"rgb"`, `"flow"` and `"fused"` are the table's RGB, Flow and
+    RGB + Flow rows. With independent branches, joint training (`fit`
+    without `AlternatingSchedule`) trains each branch on its own loss.
+    `fusion_weights` defaults to `(1, 1)`: the table fuses the two
+    modalities of the baseline like a two-stream network (the paper does
+    not give the weights). See `keras_twostream.models.CMA` for every
+    argument (`non_local="both"`, `cross_modality=False` here).
+
+    Returns:
+        A `CMA` model named `"non_local"`.
+
+    Example:
+
+    >>> from keras_twostream.models.cma import build_non_local
+    >>> model = build_non_local(5, backbone="tiny", image_size=64, num_segments=2, flow_length=2)
+    >>> sorted(layer.name for layer in model.layers if "nonlocal" in layer.name)
+    ['flow_nonlocal_conv3_block1', 'flow_nonlocal_conv4_block1', 'rgb_nonlocal_conv3_block1', 'rgb_nonlocal_conv4_block1']
+    >>> model.cma_layers("rgb")
+    []
+    """
+    kwargs.setdefault("name", "non_local")
+    kwargs.setdefault("fusion_weights", (1.0, 1.0))
+    return CMA(
+        num_classes=num_classes,
+        backbone=backbone,
+        num_segments=num_segments,
+        flow_length=flow_length,
+        non_local="both",
+        cross_modality=False,
         **kwargs,
     )
 

@@ -7,7 +7,14 @@ import pytest
 from keras_twostream.backbones import Backbone, adapt_input_channels
 from keras_twostream.backbones.resnet import resnet_block_specs
 from keras_twostream.layers.cross_modality_attention import CrossModalityAttention
-from keras_twostream.models.cma import CMA, CMA3D, build_cma, build_cma_3d, default_cma_blocks
+from keras_twostream.models.cma import (
+    CMA,
+    CMA3D,
+    build_cma,
+    build_cma_3d,
+    build_non_local,
+    default_cma_blocks,
+)
 
 SIZE, K, L, CLASSES = 64, 2, 2, 3
 
@@ -263,3 +270,41 @@ def test_attention_map_of_a_query_and_its_figure(tmp_path):
         cma_attention_map(model, x, segment=K)
     with pytest.raises(ValueError, match="frame"):
         plot_cma_attention(x["flow"][0, 0], attention)
+
+
+def test_non_local_baseline_of_table4():
+    # Table 4 rows 4-6: non-local blocks in both ResNet-50 branches at the CMA positions ("the
+    # same numbers and locations as that of the CMA blocks"), and no cross-modality exchange.
+    model = build_non_local(
+        CLASSES, backbone="tiny", image_size=SIZE, num_segments=K, flow_length=L
+    )
+    cma = tiny()
+    assert model.cma_block_names == cma.cma_block_names
+    attention = [layer.name for layer in model.layers if isinstance(layer, CrossModalityAttention)]
+    assert sorted(attention) == sorted(
+        f"{branch}_nonlocal_{block}" for block in cma.cma_block_names for branch in ("rgb", "flow")
+    )
+    assert model.cma_layers("rgb") == [] and model.cma_layers("flow") == []
+    # A fresh non-local block is an identity (zero-initialised output scale): the model equals
+    # the plain two-stream ResNet (no attention blocks at all) with the same backbone weights.
+    plain = CMA(
+        CLASSES, backbone="tiny", image_size=SIZE, num_segments=K, flow_length=L,
+        cross_modality=False, non_local=False,
+    )  # fmt: skip
+    for layer in plain.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    x = inputs()
+    for key, value in predict(model, x).items():
+        np.testing.assert_allclose(value, predict(plain, x)[key], atol=1e-5, err_msg=key)
+    # Active (trained) non-local blocks change the outputs but never mix the modalities: the
+    # RGB output does not move when only the flow input changes, unlike in the CMA model.
+    activate_cma_blocks(model)
+    activate_cma_blocks(cma, seed=1)
+    changed = {**x, "flow": x["flow"] + 1.0}
+    np.testing.assert_allclose(predict(model, changed)["rgb"], predict(model, x)["rgb"], atol=1e-6)
+    assert not np.allclose(predict(cma, changed)["rgb"], predict(cma, x)["rgb"], atol=1e-6)
+    assert not np.allclose(predict(model, x)["rgb"], predict(plain, x)["rgb"], atol=1e-4)
+    assert model.fusion_weights == (1.0, 1.0)
+    with pytest.raises(ValueError, match="non_local"):
+        tiny(non_local="flow")
