@@ -14,6 +14,13 @@ Crops follow TSN's `GroupMultiScaleCrop` (Wang et al., ECCV 2016, Sect. 4,
 scales {1, .875, .75, .66} of the short side with at most one scale step
 between them (`max_distort=1`), the window is placed at one of five fixed
 positions (four corners and the centre) and resized to the network input size.
+
+The two-stream paper's augmentation (Simonyan & Zisserman 2014, Sect. 5,
+"Training"; `draw_random_crop_params`, `draw_lighting`) is the alternative: a
+fixed-size crop (224 of a 256-pixel short side) "randomly cropped from the
+selected frame ... sampled from the whole frame, not just its 256x256 center",
+random horizontal flipping, and RGB jittering, which the paper takes from
+Krizhevsky et al. [15]: AlexNet's PCA lighting noise (`adjust_lighting`).
 """
 
 import numpy as np
@@ -24,12 +31,15 @@ __all__ = [
     "RGB_PRESETS",
     "TSN_SCALES",
     "adjust_color",
+    "adjust_lighting",
     "crop_and_resize",
     "crop_window",
     "dequantize_flow",
     "draw_color_jitter",
     "draw_crop_params",
     "draw_flips",
+    "draw_lighting",
+    "draw_random_crop_params",
     "flip_flow",
     "flip_frames",
     "normalize_rgb",
@@ -48,6 +58,15 @@ FIVE_POSITIONS = ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2))
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+# The principal components of ImageNet's RGB pixel covariance (pixels in [0, 1]), as
+# fb.resnet.torch and timm use for AlexNet's "fancy PCA" lighting: eigenvalues and the
+# eigenvectors as columns.
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
 
 RGB_PRESETS = ("unit", "torch", "caffe", "tf", "none")
 
@@ -120,6 +139,58 @@ def draw_crop_params(rng, size, scales=TSN_SCALES, max_distort=1, positions=FIVE
         "quarter_y": positions[where, 0],
         "quarter_x": positions[where, 1],
     }
+
+
+def draw_random_crop_params(rng, size, scale):
+    """Draws the two-stream paper's crops: one square size, anywhere in the frame.
+
+    The window is `scale` (a fraction, or `(height, width)` fractions) of the
+    short side (224 / 256 = 0.875 for the
+    paper's 224 crops of frames rescaled to a short side of 256), at a
+    position uniform over every offset of the whole frame (Sect. 5). The
+    positions are float "quarters" in `[0, 4]`, which `crop_window` reads
+    as continuous positions.
+
+    Returns:
+        The dict of `draw_crop_params`, with float64 `"quarter_y"`,
+        `"quarter_x"`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream.data.augment import draw_random_crop_params
+    >>> p = draw_random_crop_params(np.random.default_rng(0), 3, 0.875)
+    >>> p["scale_h"].tolist(), p["quarter_y"].dtype.name
+    ([0.875, 0.875, 0.875], 'float64')
+    """
+    scale_h, scale_w = (scale, scale) if np.ndim(scale) == 0 else scale
+    if not (0.0 < scale_h <= 1.0 and 0.0 < scale_w <= 1.0):
+        raise ValueError(f"Expected 0 < scale <= 1. Received: scale={scale!r}")
+    return {
+        "scale_h": np.full((size,), float(scale_h), np.float64),
+        "scale_w": np.full((size,), float(scale_w), np.float64),
+        "quarter_y": rng.uniform(0.0, 4.0, size=size),
+        "quarter_x": rng.uniform(0.0, 4.0, size=size),
+    }
+
+
+def draw_lighting(rng, size, std=0.1):
+    """Draws AlexNet's PCA lighting coefficients, `alpha ~ N(0, std)`, `(size, 3)` float32.
+
+    Krizhevsky et al. 2012, Sect. 4.1: "a random variable drawn from a Gaussian
+    with mean zero and standard deviation 0.1", one per principal component
+    and image (here per sample: every frame of a sample gets the same draw).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream.data.augment import draw_lighting
+    >>> draw_lighting(np.random.default_rng(0), 2).shape
+    (2, 3)
+    """
+    if not std >= 0:
+        raise ValueError(f"Expected std >= 0. Received: std={std!r}")
+    return rng.normal(0.0, std, size=(size, 3)).astype(np.float32)
 
 
 def draw_flips(rng, size, probability=0.5):
@@ -237,14 +308,18 @@ def crop_window(height, width, scale_h, scale_w, quarter_y, quarter_x):
 
     `h = int(short * scale_h)`, `w = int(short * scale_w)` with `short =
     min(height, width)` (clipped to the frame), and the offset is
-    `quarter * ((side - crop) // 4)` as in TSN's `fill_fix_offset`.
+    `quarter * ((side - crop) // 4)` as in TSN's `fill_fix_offset`. Float
+    quarters (`draw_random_crop_params`) are continuous positions instead:
+    `floor(quarter / 4 * (side - crop + 1))`, clipped to `side - crop`, so a
+    uniform quarter in `[0, 4]` gives every offset the same chance.
 
     Args:
         height: frame height (int or scalar tensor).
         width: frame width.
         scale_h: crop height as a fraction of the short side.
         scale_w: crop width as a fraction of the short side.
-        quarter_y: vertical position, 0 (top) .. 4 (bottom).
+        quarter_y: vertical position, 0 (top) .. 4 (bottom); an integer
+            (TSN's five positions) or a float (continuous).
         quarter_x: horizontal position, 0 (left) .. 4 (right).
 
     Returns:
@@ -266,9 +341,17 @@ def crop_window(height, width, scale_h, scale_w, quarter_y, quarter_x):
     crop_w = tf.cast(tf.floor(short * _float64(scale_w) + 1e-6), tf.int32)
     crop_h = tf.clip_by_value(crop_h, 1, height)
     crop_w = tf.clip_by_value(crop_w, 1, width)
-    y = tf.cast(quarter_y, tf.int32) * ((height - crop_h) // 4)
-    x = tf.cast(quarter_x, tf.int32) * ((width - crop_w) // 4)
+    y = _offset(quarter_y, height - crop_h)
+    x = _offset(quarter_x, width - crop_w)
     return tf.stack([y, x, crop_h, crop_w])
+
+
+def _offset(quarter, slack):
+    quarter = tf.convert_to_tensor(quarter)
+    if not quarter.dtype.is_floating:  # TSN's fixed positions
+        return tf.cast(quarter, tf.int32) * (slack // 4)
+    continuous = tf.floor(tf.cast(quarter, tf.float64) / 4.0 * tf.cast(slack + 1, tf.float64))
+    return tf.minimum(tf.cast(continuous, tf.int32), slack)
 
 
 def _float64(value):
@@ -348,6 +431,26 @@ def adjust_color(images, brightness, contrast, saturation):
     x = tf.clip_by_value((x - grey_mean[..., None]) * contrast + grey_mean[..., None], 0.0, 1.0)
     grey = tf.reduce_sum(x * weights, axis=-1, keepdims=True)
     return tf.clip_by_value((x - grey) * saturation + grey, 0.0, 1.0)
+
+
+def adjust_lighting(images, alpha):
+    """AlexNet's PCA lighting noise, one draw for every frame: the two-stream paper's RGB jitter.
+
+    Adds `sum_i alpha_i lambda_i p_i` to every pixel (Krizhevsky et al. 2012,
+    Sect. 4.1), with `p_i`, `lambda_i` the principal components of ImageNet's
+    RGB covariance (`IMAGENET_EIGVEC`, `IMAGENET_EIGVAL`, pixels in `[0, 1]`),
+    then clips to `[0, 1]`.
+
+    Args:
+        images: float `(T, H, W, 3)` RGB in `[0, 1]`.
+        alpha: float `(3,)`, from `draw_lighting`.
+
+    Returns:
+        float32 `(T, H, W, 3)` in `[0, 1]`.
+    """
+    eigvec = tf.constant(IMAGENET_EIGVEC, tf.float32)
+    shift = tf.linalg.matvec(eigvec, tf.cast(alpha, tf.float32) * tf.constant(IMAGENET_EIGVAL))
+    return tf.clip_by_value(tf.cast(images, tf.float32) + shift, 0.0, 1.0)
 
 
 def normalize_rgb(images, preset="unit"):

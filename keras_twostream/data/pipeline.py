@@ -74,6 +74,7 @@ logger = logging.getLogger("keras_twostream.data")
 MODALITIES = ("rgb", "flow", "rgb_diff")
 FLOW_NORMALIZATIONS = ("pixels", "bound")
 FLOW_STACKINGS = ("flow", "trajectory")  # Eq. (1) and Eq. (2) of the two-stream paper
+AUGMENTATIONS = ("tsn", "two_stream")  # TSN's multi-scale crops; the two-stream paper's Sect. 5
 _ON_ERROR = ("raise", "skip")
 _KEEP_EPOCHS = 4  # epochs of drawn indices kept for diagnosing dropped samples
 
@@ -698,7 +699,8 @@ def _decode_views(
         bound: scalar float, the flow quantisation bound.
         crops: list of dicts `scale_h, scale_w, quarter_y, quarter_x, flip`
             (tensors or Python values); one crop decodes only the windows.
-        jitter: optional dict `brightness, contrast, saturation` of scalars.
+        jitter: optional dict with `brightness, contrast, saturation` scalars
+            and/or `lighting`, AlexNet's PCA coefficients `(3,)`.
         centre: float32 `(Gf, 2L)` stored field means in quantised units (with
             `cfg.stored_means` "all" or "mixed"), else `None`.
         has_centre: scalar bool, whether `centre` holds this video's means
@@ -737,9 +739,14 @@ def _decode_views(
         for crop, window in zip(crops, windows, strict=True):
             x = _cut(decoded, None if decoded_windowed else window, crop["flip"], size)
             if jitter is not None:
-                x = 255.0 * augment.adjust_color(
-                    x / 255.0, jitter["brightness"], jitter["contrast"], jitter["saturation"]
-                )
+                x = x / 255.0
+                if "brightness" in jitter:
+                    x = augment.adjust_color(
+                        x, jitter["brightness"], jitter["contrast"], jitter["saturation"]
+                    )
+                if "lighting" in jitter:
+                    x = augment.adjust_lighting(x, jitter["lighting"])
+                x = 255.0 * x
             x = augment.normalize_rgb(x, cfg.rgb_normalization)
             if span == 1:  # a reshape, not a strided copy
                 rgb_views.append(tf.reshape(x, [groups, size[0], size[1], 3]))
@@ -1369,6 +1376,7 @@ def make_dataset(
     max_distort=1,
     flip=True,
     color_jitter=None,
+    augmentation="tsn",
     scale_size=None,
     on_error="raise",
     errors=None,
@@ -1397,8 +1405,13 @@ def make_dataset(
     Augmentation (training only) draws once per sample and applies the draw to
     every frame and modality: TSN multi-scale corner cropping (`scales`,
     `max_distort`, five positions) resized to `image_size`, a horizontal flip
-    that also negates flow-x, and optional colour jitter on RGB only. Outside
-    training the crop is the centre `image_size / scale_size` of the short side.
+    that also negates flow-x, and optional colour jitter on RGB only. With
+    `augmentation="two_stream"` the crops are the two-stream paper's instead
+    (Sect. 5, "Training"): `image_size / scale_size` of the short side (224 of
+    256), not resized, at a position uniform over the whole frame, with the
+    same flips and AlexNet's PCA lighting noise (std 0.1) as its "RGB
+    jittering" on RGB. Outside training the crop is the centre
+    `image_size / scale_size` of the short side.
 
     Flow values are displacements in pixels, `q * 2 * bound / 255 - bound`,
     minus each field's mean (Sect. 3.1 of the two-stream paper) when
@@ -1440,8 +1453,11 @@ def make_dataset(
         flip: random horizontal flips in training.
         color_jitter: `None` or a dict with any of `brightness`, `contrast`,
             `saturation` (amounts `x`: factors uniform in `[1 - x, 1 + x]`), RGB only.
-        scale_size: the short side the centre crop is relative to when not
-            training (default `image_size * 256 / 224`).
+        augmentation: `"tsn"` (multi-scale corner crops, `scales` and
+            `max_distort`) or `"two_stream"` (random fixed-size crops anywhere
+            in the frame and PCA lighting, `keras_twostream.data.augment`).
+        scale_size: the short side the centre crop (and the two-stream random
+            crop) is relative to (default `image_size * 256 / 224`).
         on_error: `"raise"` or `"skip"` for missing or corrupt frame files and
             inconsistent frame counts.
         errors: a `DatasetErrors` to record skipped samples into (one is made
@@ -1515,6 +1531,8 @@ def make_dataset(
     )
     shuffle = training if shuffle is None else bool(shuffle)
     use_jitter = training and any(v > 0 for v in jitter_amounts.values())
+    _check_choice(augmentation, AUGMENTATIONS, "augmentation")
+    use_lighting = training and augmentation == "two_stream"
     centre = augment.test_crop_params(1, cfg.image_size, scale_size)[0]
     n = len(videos["dir"])
 
@@ -1537,7 +1555,11 @@ def make_dataset(
             "seq": np.arange(n, dtype=np.int64),
             **cfg.stored_centres(videos, order, flow_index),
         }
-        if training:
+        if training and augmentation == "two_stream":
+            arrays.update(augment.draw_random_crop_params(rng, n, centre[:2]))
+            arrays["flip"] = augment.draw_flips(rng, n, 0.5 if flip else 0.0)
+            arrays["lighting"] = augment.draw_lighting(rng, n)
+        elif training:
             arrays.update(augment.draw_crop_params(rng, n, scales, max_distort))
             arrays["flip"] = augment.draw_flips(rng, n, 0.5 if flip else 0.0)
         else:
@@ -1552,7 +1574,10 @@ def make_dataset(
 
     def load(e):
         crop = {k: e[k] for k in ("scale_h", "scale_w", "quarter_y", "quarter_x", "flip")}
-        jitter = {k: e[k] for k in ("brightness", "contrast", "saturation")} if use_jitter else None
+        jitter = {k: e[k] for k in ("brightness", "contrast", "saturation")} if use_jitter else {}
+        if use_lighting:
+            jitter["lighting"] = e["lighting"]
+        jitter = jitter or None
         views = _decode_views(
             cfg,
             e["dir"],

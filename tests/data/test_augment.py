@@ -209,3 +209,33 @@ def test_crop_window_python_floats_are_not_rounded_through_float32():
     # float32(40 / 48) * 48 = 39.99999; the window must still be 40 pixels.
     window = augment.crop_window(48, 64, 40 / 48, 40 / 48, 2, 2).numpy().tolist()
     assert window == [4, 12, 40, 40]
+
+
+def test_float_quarters_place_the_crop_uniformly_over_every_offset():
+    # A uniform quarter in [0, 4] gives each of the slack + 1 offsets the same share of [0, 4].
+    height, width, side = 40, 60, 30  # slack 10 and 30
+    quarters = (np.arange(4400) + 0.5) / 1100  # a fine uniform grid of [0, 4]
+    for slack, axis in ((height - side, 0), (width - side, 1)):
+        offsets = [
+            int(augment.crop_window(height, width, 0.75, 0.75, q, q).numpy()[axis])
+            for q in quarters[::4]
+        ]
+        counts = np.bincount(offsets, minlength=slack + 1)
+        assert len(counts) == slack + 1  # from 0 to the far edge, never beyond
+        assert counts.max() - counts.min() <= 1
+    # Integer quarters keep TSN's fixed positions.
+    assert augment.crop_window(height, width, 0.75, 0.75, 4, 4).numpy().tolist() == [8, 28, 30, 30]
+
+
+def test_lighting_is_alexnets_pca_noise():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0.2, 0.8, (2, 5, 5, 3)).astype(np.float32)
+    alpha = augment.draw_lighting(rng, 1)[0]
+    eigvec, eigval = np.array(augment.IMAGENET_EIGVEC), np.array(augment.IMAGENET_EIGVAL)
+    # The eigenvectors are orthonormal columns of ImageNet's RGB covariance.
+    np.testing.assert_allclose(eigvec.T @ eigvec, np.eye(3), atol=2e-4)
+    expected = np.clip(images + eigvec @ (alpha * eigval), 0, 1)
+    np.testing.assert_allclose(augment.adjust_lighting(images, alpha).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(augment.adjust_lighting(images, np.zeros(3)).numpy(), images)
+    draws = augment.draw_lighting(np.random.default_rng(1), 20000)
+    np.testing.assert_allclose(draws.std(axis=0), 0.1, atol=0.003)

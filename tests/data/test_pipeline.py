@@ -672,3 +672,46 @@ def test_fit_under_mirrored_strategy(tests_data):
         )
     history = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_two_stream_augmentation_crops_anywhere_flips_and_jitters(video):
+    # The two-stream paper, Sect. 5: a fixed-size crop "randomly cropped from the selected frame
+    # ... from the whole frame", random flips, and AlexNet's PCA "RGB jittering". With
+    # scale_size = HEIGHT the crop is image_size pixels of the short side and is not resized.
+    directory, ref = video
+    n, side = 24, 40
+    ds = make_dataset(
+        table_of(*[directory] * n),
+        num_segments=1,
+        flow_length=2,
+        image_size=side,
+        scale_size=HEIGHT,
+        augmentation="two_stream",
+        batch_size=n,
+        seed=3,
+    )
+    inputs, _ = next(iter(ds))
+    rgb, flow = inputs["rgb"].numpy(), inputs["flow"].numpy()
+    draw = ds._draw_epoch(0)
+    eigvec, eigval = np.array(augment.IMAGENET_EIGVEC), np.array(augment.IMAGENET_EIGVAL)
+    offsets = set()
+    for b in range(n):
+        slack_y, slack_x = HEIGHT - side, WIDTH - side
+        y = min(int(np.floor(draw["quarter_y"][b] / 4 * (slack_y + 1))), slack_y)
+        x = min(int(np.floor(draw["quarter_x"][b] / 4 * (slack_x + 1))), slack_x)
+        window, flip = (y, x, side, side), bool(draw["flip"][b])
+        t = int(np.ravel(draw["rgb_index"][b])[0]) - 1
+        shift = eigvec @ (draw["lighting"][b] * eigval)
+        expected = np.clip(ref.rgb_frame(t, window, flip) / 255 + shift, 0, 1)
+        np.testing.assert_allclose(rgb[b, 0], expected, atol=1e-5)
+        for i in range(2):  # the flow stack gets the same window and flip
+            np.testing.assert_allclose(
+                flow[b, 0, ..., 2 * i : 2 * i + 2], ref.flow_field(t + i, window, flip), atol=1e-4
+            )
+        offsets.add((y, x))
+    # Anywhere in the frame, not TSN's five positions; flips both ways; a real jitter.
+    assert len({x for _, x in offsets}) > 5 and len(offsets) > 10
+    assert set(draw["flip"].tolist()) == {False, True}
+    assert np.abs(draw["lighting"]).max() > 0.05
+    with pytest.raises(ValueError, match="augmentation"):
+        make_dataset(table_of(directory), augmentation="paper")
