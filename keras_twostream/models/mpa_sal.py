@@ -268,12 +268,14 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         synchronized: synchronised batch normalisation across replicas
             (TensorFlow only); with it a `MirroredStrategy` step equals the
             single-device step on the global batch.
-        semantic_encoder: `"train"` (default: train the semantic autoencoder
-            with `train_semantic_encoder(num_classes, semantic_dim)` and keep
-            its frozen encoder), a trained encoder `keras.Model` of the same
-            architecture (its weights are copied), or `None` (left untrained:
-            for loading saved weights). Not saved in the config; the weights
-            are saved with the model. Unused without `use_sal`.
+        semantic_encoder: a trained encoder `keras.Model` from
+            `train_semantic_encoder(num_classes, semantic_dim)` (its weights are
+            copied into the frozen encoder), or `None` (left untrained: for
+            loading saved weights). Building the model trains nothing:
+            `build_mpa_sal` (whose default `semantic_encoder="train"` trains
+            the autoencoder first) is the one-call way. Not saved in the
+            config; the weights are saved with the model. Unused without
+            `use_sal`.
         spatial_weights: `None`, `"imagenet"` or a weights file for the
             spatial backbone (used when building, not saved in the config).
         temporal_weights: the same for the temporal backbone (ImageNet RGB
@@ -316,7 +318,7 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         consensus="avg",
         fusion_weights=(1.0, 1.0),
         synchronized=False,
-        semantic_encoder="train",
+        semantic_encoder=None,
         spatial_weights=None,
         temporal_weights=None,
         **kwargs,
@@ -352,14 +354,11 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
             raise ValueError(
                 f"Expected consensus to be 'avg' or 'max'. Received: consensus={consensus!r}"
             )
-        if not (
-            semantic_encoder is None
-            or (isinstance(semantic_encoder, str) and semantic_encoder == "train")
-            or isinstance(semantic_encoder, keras.Model)
-        ):
+        if not (semantic_encoder is None or isinstance(semantic_encoder, keras.Model)):
             raise ValueError(
-                "Expected semantic_encoder to be 'train', None or a trained encoder keras.Model "
-                f"(from train_semantic_encoder). Received: semantic_encoder={semantic_encoder!r}"
+                "Expected semantic_encoder to be None or a trained encoder keras.Model (from "
+                "train_semantic_encoder; build_mpa_sal(..., semantic_encoder='train') trains one). "
+                f"Received: semantic_encoder={semantic_encoder!r}"
             )
         streams = STREAMS if stream == "two_stream" else (stream,)
         project = use_mpa or use_sal
@@ -450,10 +449,10 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         graph_outputs = {"outputs": outputs}
         if representations:
             graph_outputs["representations"] = representations
-        from keras.src.utils import tracking
-
-        with tracking.DotNotTrackScope():
-            self._forward_graph = keras.Model(inputs, graph_outputs, name=f"{self.name}_forward")
+        # object.__setattr__ bypasses Keras' attribute tracking (no second owner of the layers).
+        object.__setattr__(
+            self, "_forward_graph", keras.Model(inputs, graph_outputs, name=f"{self.name}_forward")
+        )
         self._create_adversarial_metrics()
         label_map = {name: "default" for name in outputs}
         self._set_contract(
@@ -466,10 +465,6 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
             self.num_classes, self.semantic_dim, hidden_dim=self.semantic_hidden_dim, seed=0
         ).encoder
         encoder.trainable = False  # frozen (Eq. 8): never updated
-        if isinstance(source, str):  # "train"
-            source = train_semantic_encoder(
-                self.num_classes, self.semantic_dim, seed=0, hidden_dim=self.semantic_hidden_dim
-            )
         if source is not None:
             theirs = source.get_weights()
             expected = [tuple(w.shape) for w in encoder.weights]
@@ -607,6 +602,7 @@ def build_mpa_sal(
     use_sal=True,
     image_size=224,
     weights=None,
+    semantic_encoder="train",
     **kwargs,
 ):
     """Builds the RGB-only two-stream network with MPA and SAL.
@@ -625,6 +621,10 @@ def build_mpa_sal(
         image_size: input height and width.
         weights: `None`, `"imagenet"` or a weights file for every backbone
             (`spatial_weights` / `temporal_weights` set one stream's).
+        semantic_encoder: `"train"` (the default: train the semantic
+            autoencoder with `train_semantic_encoder(num_classes, semantic_dim,
+            seed=0)` and freeze its encoder in the model), a trained encoder,
+            or `None`. Unused without `use_sal`.
         **kwargs: other `MPASAL` arguments.
 
     Returns:
@@ -639,7 +639,17 @@ def build_mpa_sal(
     """
     kwargs.setdefault("spatial_weights", weights)
     kwargs.setdefault("temporal_weights", weights)
+    if isinstance(semantic_encoder, str) and semantic_encoder == "train":
+        semantic_encoder = None
+        if use_sal:
+            semantic_encoder = train_semantic_encoder(
+                num_classes,
+                kwargs.get("semantic_dim", 256),
+                seed=0,
+                hidden_dim=kwargs.get("semantic_hidden_dim"),
+            )
     return MPASAL(
+        semantic_encoder=semantic_encoder,
         num_classes=num_classes,
         stream=stream,
         backbone=backbone,

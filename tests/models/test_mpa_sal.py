@@ -184,6 +184,16 @@ def test_a_trained_encoder_is_copied_and_frozen():
         make_model(semantic_encoder="pretrained")
 
 
+def test_building_trains_nothing_and_build_mpa_sal_trains_the_encoder():
+    # MPASAL's constructor trains nothing: the one-call training is build_mpa_sal's.
+    with pytest.raises(ValueError, match="build_mpa_sal"):
+        MPASAL(CLASSES, backbone="tiny", image_size=SIZE, semantic_encoder="train")
+    model = make_model(semantic_encoder="train")
+    reference = train_semantic_encoder(CLASSES, DIM, seed=0)
+    for a, b in zip(reference.get_weights(), model.semantic_encoder.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bad_arguments_name_what_was_expected():
     for kwargs, match in (
         (dict(stream="audio"), "stream"),
