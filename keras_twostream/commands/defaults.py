@@ -88,7 +88,10 @@ PAPER_DEFAULTS = {
     },
     "stpn": {
         "paper": Default("Wang, Long, Wang & Yu, CVPR 2017", ""),
-        "backbone": Default("resnet50", "Tables 2 and 7 (one of the paper's base networks; its ablations use BN-Inception, --backbone bn_inception, which has no ImageNet weights in Keras)"),
+        "backbone": Default(
+            "resnet50",
+            "Tables 2 and 7 (one of the paper's base networks; its ablations use BN-Inception, --backbone bn_inception, which has no ImageNet weights in Keras)",
+        ),
         "image_size": Default(224, "not given; the backbones' ImageNet size"),
         "segments": Default(1, "Sect. 3.2 (one snippet: an RGB frame and P flow chunks)"),
         "flow_length": Default(10, "Sect. 3.2 (L = 10; P = 3 paths, Table 6 D)"),

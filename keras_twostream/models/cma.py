@@ -25,6 +25,7 @@ of a 3-D network, shown on a small pseudo-3-D ResNet (P3D, Qiu et al. 2017).
 import keras
 
 from keras_twostream.backbones import get_backbone
+from keras_twostream.backbones.p3d import TINY_3D_FILTERS, apply_p3d_block, apply_tiny_p3d_stem
 from keras_twostream.layers.cross_modality_attention import CrossModalityAttention
 from keras_twostream.layers.fold_segments import FoldSegments
 from keras_twostream.layers.score_fusion import ScoreFusion
@@ -441,45 +442,7 @@ def build_non_local(num_classes, backbone="resnet50", num_segments=3, flow_lengt
     )
 
 
-# --- The 3-D variant (Sect. 5.6) -------------------------------------------------------------------
-TINY_3D_FILTERS = (8, 16, 32, 64)
-_BN_EPSILON = 1.001e-5
-
-
-def _conv_bn(x, filters, kernel, strides, name, synchronized, relu=True):
-    x = keras.layers.Conv3D(
-        filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
-    )(x)
-    x = keras.layers.BatchNormalization(
-        epsilon=_BN_EPSILON, synchronized=synchronized, name=f"{name}_bn"
-    )(x)
-    return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
-
-
-def apply_p3d_block(x, filters, stride, name, synchronized=False):
-    """A pseudo-3-D residual block (P3D-A of Qiu et al. 2017): a 1x3x3 spatial
-    convolution followed by a 3x1x1 temporal one, plus the shortcut."""
-    strides = (1, stride, stride)
-    if stride != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(x, filters, 1, strides, f"{name}_0", synchronized, relu=False)
-    else:
-        shortcut = x
-    x = _conv_bn(x, filters, (1, 3, 3), strides, f"{name}_1", synchronized)
-    x = _conv_bn(x, filters, (3, 1, 1), 1, f"{name}_2", synchronized, relu=False)
-    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
-    return keras.layers.Activation("relu", name=f"{name}_out")(x)
-
-
-def apply_tiny_p3d_stem(x, prefix, synchronized=False):
-    """Stem of the tiny P3D ResNet: 1x3x3 convolution (stride 2 in space) and a 1x3x3 max-pool."""
-    x = _conv_bn(x, TINY_3D_FILTERS[0], (1, 3, 3), (1, 2, 2), f"{prefix}_stem", synchronized)
-    # float32: TensorFlow registers no float16 MaxPool3D kernel on CPU (mixed_float16 would fail
-    # there); a weightless pooling of an 8-channel map costs little to run in float32.
-    return keras.layers.MaxPooling3D(
-        (1, 3, 3), strides=(1, 2, 2), padding="same", dtype="float32", name=f"{prefix}_stem_pool"
-    )(x)
-
-
+# --- The 3-D variant (Sect. 5.6; its P3D blocks are in keras_twostream.backbones.p3d) -------------
 @keras.saving.register_keras_serializable(package="keras_twostream")
 class CMA3D(AlternatingTrainingMixin, VideoClassifier):
     """The 3-D CMA model of Sect. 5.6 on a small pseudo-3-D ResNet.

@@ -29,7 +29,6 @@ import numbers
 import random
 
 import keras
-from keras import ops
 
 from keras_twostream.backbones import Backbone, get_backbone
 from keras_twostream.backbones.weights import leaf_layers
@@ -42,6 +41,7 @@ from keras_twostream.layers import (
 )
 from keras_twostream.layers.spatiotemporal_attention import FUSIONS as ATTENTION_FUSIONS
 from keras_twostream.layers.spatiotemporal_attention import SpatiotemporalAttention
+from keras_twostream.layers.split_paths import SplitPaths
 from keras_twostream.models._validation import _check_num_classes, _check_positive_int
 from keras_twostream.models.base import VideoClassifier
 
@@ -136,29 +136,6 @@ def _check_top_features(top_features, attention):
             f"fusion. Received: attention={attention!r}, top_features={top_features!r}"
         )
     return top_features
-
-
-@keras.saving.register_keras_serializable(package="keras_twostream")
-class SplitPaths(keras.layers.Layer):
-    """Splits `(B * P, ...)` into P tensors `(B, ...)`: path p is every P-th row from p."""
-
-    def __init__(self, num_paths, **kwargs):
-        super().__init__(**kwargs)
-        self.num_paths = _check_positive_int(num_paths, "num_paths")
-
-    def call(self, inputs):
-        trailing = tuple(inputs.shape[1:])
-        if None in trailing:
-            trailing = tuple(ops.shape(inputs)[1:])
-        x = ops.reshape(inputs, (-1, self.num_paths) + trailing)  # [B*P, ...] -> [B, P, ...]
-        return [x[:, p] for p in range(self.num_paths)]
-
-    def compute_output_shape(self, input_shape):
-        batch = None if input_shape[0] is None else input_shape[0] // self.num_paths
-        return [(batch,) + tuple(input_shape[1:])] * self.num_paths
-
-    def get_config(self):
-        return {**super().get_config(), "num_paths": self.num_paths}
 
 
 def last_stage_blocks(backbone):
