@@ -81,6 +81,12 @@ def add_arguments(parser):
         "--crops", type=int, choices=[1, 3, 10], help="crops per frame (default: the paper's, 10)"
     )
     parser.add_argument(
+        "--snippets",
+        choices=["uniform", "random"],
+        default="uniform",
+        help="equally spaced test snippets, or STPN's randomly sampled ones (Sect. 4.7; seeded)",
+    )
+    parser.add_argument(
         "--batch-views", type=int, help="score at most this many views per call (memory)"
     )
     parser.add_argument(
@@ -171,6 +177,7 @@ def score_videos(
     scorer=None,
     on_error="raise",
     errors=None,
+    snippets="uniform",
 ):
     """Runs the test protocol on the videos of `table`.
 
@@ -187,6 +194,8 @@ def score_videos(
             files (`keras_twostream.data.make_test_dataset`); skipped videos are
             absent from the results and recorded in `errors`.
         errors: a `keras_twostream.data.DatasetErrors` to record them into.
+        snippets: `"uniform"` or `"random"` (STPN's protocol), see
+            `keras_twostream.data.make_test_dataset`.
 
     Returns:
         `(scores, labels)`: dict output name -> `(n, C)` per-video mean scores,
@@ -223,6 +232,7 @@ def score_videos(
         mean_subtract_flow=data.get("mean_subtract_flow", True),
         on_error=on_error,
         errors=errors,
+        snippets=snippets,
     )
     if views == "clip" and spec.segments > 1:
         dataset = dataset.map(lambda x, y: (regroup_clips(x, frames, crops, spec.segments), y))
@@ -336,7 +346,8 @@ def evaluate_split(model_path, args, split):
     common.say(
         COMMAND,
         f"{model_name} on {len(table)} {subset} videos of split {split}: "
-        f"{frames} frames x {crops} crops per video ({'clips' if views == 'clip' else 'one view each'})",
+        f"{frames} {'random ' if args.snippets == 'random' else ''}frames x {crops} crops per video "
+        f"({'clips' if views == 'clip' else 'one view each'})",
     )
     from keras_twostream.data import DatasetErrors
 
@@ -351,6 +362,7 @@ def evaluate_split(model_path, args, split):
         args.batch_views,
         on_error=args.on_error,
         errors=errors,
+        snippets=args.snippets,
     )
     labels = labels.astype("int64")
     skipped = common.skipped_summary(errors)
@@ -384,6 +396,7 @@ def evaluate_split(model_path, args, split):
         "frames": frames,
         "crops": crops,
         "views": views,
+        "snippets": args.snippets,
     }
     save_scores(output / "scores.npz", scores, ids, labels, classes, meta)
     _write_predictions(output / "predictions.csv", ids, labels, scores, classes)
@@ -420,7 +433,9 @@ def evaluate_split(model_path, args, split):
         f"{100 / len(classes):.1f}%)\n"
         f"- {_seen_line(seen, len(ids))}\n"
         f"{_skipped_line(skipped)}"
-        f"- protocol: {frames} equally spaced frames x {crops} crops per video"
+        f"- protocol: {frames} "
+        f"{'randomly sampled (seeded, STPN)' if args.snippets == 'random' else 'equally spaced'} "
+        f"frames x {crops} crops per video"
         f"{' (clips of ' + str(common.model_spec(model).segments) + ' frames)' if views == 'clip' else ''}, "
         "softmax scores averaged per video\n\n"
         f"{table_md}\n\n"

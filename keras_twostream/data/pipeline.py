@@ -74,6 +74,7 @@ logger = logging.getLogger("keras_twostream.data")
 MODALITIES = ("rgb", "flow", "rgb_diff")
 FLOW_NORMALIZATIONS = ("pixels", "bound")
 FLOW_STACKINGS = ("flow", "trajectory")  # Eq. (1) and Eq. (2) of the two-stream paper
+TEST_SNIPPETS = ("uniform", "random")  # equally spaced (two-stream, TSN); STPN's Sect. 4.7
 AUGMENTATIONS = ("tsn", "two_stream")  # TSN's multi-scale crops; the two-stream paper's Sect. 5
 _ON_ERROR = ("raise", "skip")
 _KEEP_EPOCHS = 4  # epochs of drawn indices kept for diagnosing dropped samples
@@ -1629,6 +1630,7 @@ def make_test_dataset(
     split=None,
     flow_stacking="flow",
     bidirectional_flow=False,
+    snippets="uniform",
 ):
     """Builds the test-time protocol: every view of one video per element.
 
@@ -1642,6 +1644,16 @@ def make_test_dataset(
     (`tau` drawn from `path_interval` with `seed`, as the paper draws it at
     test time too). Crops are described in
     `keras_twostream.data.augment.test_crop_params`; flipped views negate flow-x.
+
+    `snippets="random"` is STPN's protocol instead (Wang et al., CVPR 2017,
+    Sect. 4.7): "10 video snippets are randomly sampled and each of them
+    contains 3 RGB images along with the corresponding 30 optical flow frames"
+    (`num_frames=10, num_paths=3, flow_length=10`). The draw is stratified, one
+    snippet at a random offset in each of `num_frames` equal parts of the
+    video (TSN's training rule), seeded by `seed` so a rerun scores the same
+    views. Choice where the paper is ambiguous: the model takes one RGB frame
+    per snippet, the one at the centre of the block of paths as in training;
+    the paper's "3 RGB images" (one per path) are not all fed.
 
     Args:
         table: annotation table, as for `make_dataset` (`label` may be absent:
@@ -1670,6 +1682,8 @@ def make_test_dataset(
         split: keep only the rows whose `split` equals this value.
         flow_stacking: see `make_dataset`.
         bidirectional_flow: see `make_dataset`.
+        snippets: `"uniform"` (equally spaced, the two-stream/TSN protocol) or
+            `"random"` (STPN's randomly sampled snippets).
 
     Returns:
         A `tf.data.Dataset` with one element per video, `(inputs, label)`, where
@@ -1695,6 +1709,7 @@ def make_test_dataset(
     (TensorShape([20, 1, 64, 64, 3]), TensorShape([20, 1, 64, 64, 10]))
     """
     num_frames = _check_int(num_frames, "num_frames")
+    _check_choice(snippets, TEST_SNIPPETS, "snippets")
     crop_params = augment.test_crop_params(crops, image_size, scale_size)
     cfg, videos, labels, multi, errors = _common_args(
         table,
@@ -1728,7 +1743,8 @@ def make_test_dataset(
     def draw(epoch):
         del epoch  # the views are the same every time; seed fixes STPN's tau draws
         rng = np.random.default_rng(0 if seed is None else seed)
-        rgb, flow = cfg.positions(videos, np.arange(n), False, rng, num_snippets=num_frames)
+        random = snippets == "random"  # STPN: a random snippet in each of N parts of the video
+        rgb, flow = cfg.positions(videos, np.arange(n), random, rng, num_snippets=num_frames)
         return {
             "dir": videos["dir"],
             "rgb_index": rgb.astype(np.int32),

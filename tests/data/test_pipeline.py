@@ -715,3 +715,33 @@ def test_two_stream_augmentation_crops_anywhere_flips_and_jitters(video):
     assert np.abs(draw["lighting"]).max() > 0.05
     with pytest.raises(ValueError, match="augmentation"):
         make_dataset(table_of(directory), augmentation="paper")
+
+
+def test_test_dataset_random_snippets_stpn_protocol(video):
+    # STPN Sect. 4.7: "10 video snippets are randomly sampled": here one at a random offset in
+    # each of N equal parts of the video, seeded (the same views on every pass).
+    directory, ref = video
+    n = 5
+
+    def frames_of(**kwargs):
+        ds = make_test_dataset(
+            table_of(directory), modalities=("rgb",), num_frames=n, crops=3, image_size=HEIGHT,
+            **kwargs,
+        )  # fmt: skip
+        rgb = next(iter(ds))[0]["rgb"].numpy()[::3, 0]  # crop 0 of every snippet: x = 0
+        found = []
+        for view in rgb:
+            matches = [t for t in range(30) if np.allclose(view, ref.rgb[t, :, :HEIGHT] / 255)]
+            assert len(matches) == 1
+            found.append(matches[0])
+        return found
+
+    uniform = frames_of()
+    assert uniform == tsn_centres(30, n, 1)
+    draws = {seed: frames_of(snippets="random", seed=seed) for seed in (0, 1, 2)}
+    for found in draws.values():
+        assert all(6 * k <= t < 6 * (k + 1) for k, t in enumerate(found))  # one per part
+    assert frames_of(snippets="random", seed=0) == draws[0]
+    assert len({tuple(found) for found in draws.values()} | {tuple(uniform)}) > 2
+    with pytest.raises(ValueError, match="snippets"):
+        make_test_dataset(table_of(directory), snippets="dense")
