@@ -396,11 +396,17 @@ def test_splits_are_averaged_and_need_a_model_path_per_split(workflow, tmp_path,
         main([*args, "--split", "2", "--splits", "1"])
     capsys.readouterr()
     assert (
-        main([*args, "--splits", "1", "1", "--frames", "1", "--crops", "1", "--output", str(out)])
+        main(
+            [*args, "--splits", "1", "1", "--frames", "1", "--crops", "1", "--output", str(out)]
+            + ["--snippets", "random"]  # STPN's protocol, recorded with the results
+        )
         == 0
     )
     mean = (out / "report_mean.md").read_text()
-    single = json.loads((out / "split1" / "results.json").read_text())["metrics"]
+    results = json.loads((out / "split1" / "results.json").read_text())
+    assert results["snippets"] == "random"
+    assert "randomly sampled" in (out / "split1" / "report.md").read_text()
+    single = results["metrics"]
     for row in single:
         assert f"| {row['output']} | {100 * row['top1']:.1f}% |" in mean
 
