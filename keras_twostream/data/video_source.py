@@ -24,7 +24,12 @@ frames are counted by decoding, and a video that stops more than 5% short of its
 header (truncated) or decodes nothing is an error naming the file.
 """
 
+import atexit
+import bisect
+import collections
 import os
+import threading
+import weakref
 
 import numpy as np
 
@@ -36,7 +41,7 @@ from keras_twostream.data.video import (
     resized_size,
 )
 
-__all__ = ["is_video_file", "read_frames", "verified_frame_count", "SHORT_SIDE"]
+__all__ = ["is_video_file", "read_frames", "close_videos", "verified_frame_count", "SHORT_SIDE"]
 
 # The short side frames are resized to, as `keras-twostream extract` writes frame folders
 # (Sect. 5 of the two-stream paper), so crops of a video and of its frame folder match.
@@ -44,6 +49,13 @@ SHORT_SIDE = 256
 # Frames decoded forward (grab) instead of seeking: a seek restarts at the previous keyframe,
 # so a short gap is cheaper to decode through (TSN snippets of D + 1 frames, nearby segments).
 SEEK_GAP = 24
+# Videos each thread keeps open between `read_frames` calls (least recently used closed first).
+OPEN_VIDEOS = 8
+# Which reader `read_frames` uses: "auto" (PyAV where the container has timestamps, OpenCV
+# otherwise, both kept open per thread), "opencv" (OpenCV kept open), "opencv-reopen" (the
+# reader before the cache: a new OpenCV capture per call; for benchmarks). Read at each call;
+# the environment variable KERAS_TWOSTREAM_VIDEO_DECODER sets the initial value.
+DECODER = os.environ.get("KERAS_TWOSTREAM_VIDEO_DECODER", "auto")
 
 
 def is_video_file(path):
@@ -124,10 +136,12 @@ def verified_frame_count(path, missing_tolerance=0.05):
 def read_frames(path, indices, short_side=SHORT_SIDE):
     """Decodes the frames `indices` (0-based, any order, repeats allowed) of a video.
 
-    Sorted unique indices are visited once: a gap of at most `SEEK_GAP` frames is
-    decoded through, a longer one is a seek (`CAP_PROP_POS_FRAMES`), checked by reading
-    the position back. Frames are resized like `keras-twostream extract` writes them
-    (short side `short_side`, area interpolation when shrinking) and returned in RGB.
+    The sorted unique indices are read in one forward pass through a video kept open
+    for the calling thread (see the module docstring: PyAV with a keyframe index and
+    non-reference frames skipped where the container has timestamps, else OpenCV).
+    Frames are resized like `keras-twostream extract` writes them (short side
+    `short_side`, area interpolation when shrinking) and returned in RGB; they are the
+    frames sequential decoding returns (tested on the four real videos).
 
     Args:
         path: the video file.
@@ -155,37 +169,12 @@ def read_frames(path, indices, short_side=SHORT_SIDE):
         raise ValueError(f"{path}: read_frames needs at least one frame index")
     if indices.min() < 0:
         raise VideoDecodeError(path, f"negative frame index {int(indices.min())} requested")
-    wanted = np.unique(indices)
-    capture = _open(path, threads=1)
-    decoded = {}
-    try:
-        position = 0  # index of the frame the next read() returns
-        for index in wanted.tolist():
-            gap = index - position
-            if gap < 0 or gap > SEEK_GAP:
-                capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-                if int(capture.get(cv2.CAP_PROP_POS_FRAMES)) != index:
-                    # Keyframe-inexact container: decode forward from the start instead.
-                    capture.release()
-                    capture = _open(path, threads=1)
-                    gap = index
-                else:
-                    gap = 0
-            for _ in range(gap):
-                if not capture.grab():
-                    break
-            ok, frame = capture.read()
-            if not ok or frame is None:
-                raise VideoDecodeError(
-                    path,
-                    f"frame {index} does not decode (the video ends or is corrupt there; "
-                    f"{len(decoded)} of the {len(wanted)} frames wanted were read)",
-                )
-            decoded[index] = frame
-            position = index + 1
-    finally:
-        capture.release()
-    first = decoded[int(wanted[0])]
+    wanted = [int(i) for i in np.unique(indices)]
+    if DECODER == "opencv-reopen":
+        decoded = _read_opencv_reopen(path, wanted)
+    else:
+        decoded = _cache().read(path, wanted)
+    first = decoded[wanted[0]]
     height, width = first.shape[:2]
     size = resized_size(width, height, short_side)
     out = {}
@@ -197,6 +186,317 @@ def read_frames(path, indices, short_side=SHORT_SIDE):
             )
         out[index] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     return np.stack([out[int(i)] for i in indices])
+
+
+def close_videos():
+    """Closes the videos `read_frames` keeps open for the calling thread.
+
+    Every thread that called `read_frames` keeps up to `OPEN_VIDEOS` videos open
+    (least recently used closed first); they are also closed when the thread ends
+    and at interpreter exit. Call this to release them earlier (e.g. before deleting
+    or rewriting the files on a platform that locks open files).
+
+    Example:
+
+    >>> from keras_twostream.data.video_source import close_videos, read_frames
+    >>> _ = read_frames("tests/data/mmaction2/test.mp4", [0])
+    >>> close_videos()
+    """
+    cache = getattr(_local, "cache", None)
+    if cache is not None:
+        cache.close()
+
+
+def _not_decoded(path, index, decoded, wanted, extra=""):
+    return VideoDecodeError(
+        path,
+        f"frame {index} does not decode (the video ends or is corrupt there{extra}; "
+        f"{decoded} of the {wanted} frames wanted were read)",
+    )
+
+
+def _signature(path):
+    """What identifies one version of a file: a rewritten file gets a new open video."""
+    stat = os.stat(path)
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+class _OpenVideos:
+    """One thread's open videos: path -> (file signature, reader), least recently used first."""
+
+    def __init__(self):
+        self.videos = collections.OrderedDict()
+        with _all_lock:
+            _all_caches.add(self)
+
+    def read(self, path, wanted):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"Video not found: {path}")
+        signature = _signature(path)
+        entry = self.videos.pop(path, None)
+        if entry is not None and entry[0] != signature:
+            entry[1].close()
+            entry = None
+        if entry is None:
+            entry = (signature, _open_reader(path, signature))
+        self.videos[path] = entry
+        while len(self.videos) > OPEN_VIDEOS:
+            self.videos.popitem(last=False)[1][1].close()
+        reader = entry[1]
+        try:
+            return reader.read(wanted)
+        except _Untimed:
+            # Timestamps that do not number the frames: OpenCV reads this video from now on.
+            reader.close()
+            _untimed.add(signature)
+            reader = _OpenCVReader(path)
+            self.videos[path] = (signature, reader)
+            return reader.read(wanted)
+        except BaseException:
+            self.videos.pop(path, None)  # a failed read leaves the decoder anywhere: reopen
+            reader.close()
+            raise
+
+    def close(self):
+        while self.videos:
+            self.videos.popitem(last=False)[1][1].close()
+
+
+def _cache():
+    cache = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = _OpenVideos()
+    return cache
+
+
+def _close_all():
+    with _all_lock:
+        caches = list(_all_caches)
+    for cache in caches:
+        cache.close()
+
+
+_local = threading.local()
+_all_caches = weakref.WeakSet()
+_all_lock = threading.Lock()
+_untimed = set()  # signatures of videos whose timestamps failed to number the frames
+atexit.register(_close_all)
+
+
+def _open_reader(path, signature):
+    if DECODER == "opencv" or signature in _untimed:
+        return _OpenCVReader(path)
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return _OpenCVReader(path)
+    reader = _PyAVReader(path)
+    if reader.timed:
+        return reader
+    reader.close()
+    return _OpenCVReader(path, keyframes=reader.packet_keyframes)
+
+
+class _Untimed(Exception):
+    """A decoded frame whose timestamp is not the one the packet index gave its position."""
+
+
+class _PyAVReader:
+    """Frames by timestamp: a keyframe index, seeks only across keyframes, NONREF skipping.
+
+    The index is one demuxing pass (no decoding; 3-5 ms for the 10 s test videos): the
+    presentation timestamps of all packets, sorted, number the frames (frame `i` has the
+    `i`-th smallest timestamp), and the keyframe packets give the positions a seek can
+    land on. Reading frame `t` seeks to the last keyframe at or before `t` unless the
+    decoder is already between that keyframe and `t`; while decoding forward, packets of
+    frames that are not wanted are decoded with `skip_frame = "NONREF"` (FFmpeg drops the
+    frames no other frame references: the B-frames of these H.264 files, about half of
+    all frames), and the packet of a wanted frame with `"DEFAULT"`. Skipping a non-reference
+    frame cannot change any other frame, so the frames read are the frames sequential
+    decoding returns; each decoded frame's timestamp is checked against the index, and a
+    mismatch (`_Untimed`) hands the video to OpenCV.
+
+    Containers without stored timestamps (AVI: FFmpeg guesses them, and for the packed
+    B-frames of test.avi the guessed timestamps of decoded frames go 1, 2, 4, 3, ...) and
+    packets with missing or repeated timestamps are left to `_OpenCVReader` (`timed`).
+    """
+
+    def __init__(self, path):
+        import av
+
+        self.path = path
+        self.container = None
+        try:
+            self.container = av.open(path)
+            if not self.container.streams.video:
+                raise VideoDecodeError(path, "has no video stream")
+            self.stream = self.container.streams.video[0]
+            self.stream.thread_type = "NONE"  # one thread per read: tf.data runs reads in parallel
+            self.stream.codec_context.thread_count = 1
+            timestamps, keys, self.packet_keyframes = [], [], []
+            timed = "avi" not in self.container.format.name.split(",")
+            for packet in self.container.demux(self.stream):
+                if packet.size == 0 or packet.is_discard:  # the flush packet; MP4 edit lists
+                    continue
+                if packet.is_keyframe:
+                    self.packet_keyframes.append(len(timestamps))
+                if packet.pts is None:
+                    timed = False
+                timestamps.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
+        except av.FFmpegError as error:
+            self.close()
+            raise VideoDecodeError(path, f"FFmpeg (PyAV) cannot read it: {error}") from None
+        except BaseException:
+            self.close()
+            raise
+        if not timed:
+            self.timed = False
+            return
+        self.timestamps = sorted(timestamps)
+        self.rank = {pts: i for i, pts in enumerate(self.timestamps)}
+        self.keyframes = sorted(self.rank[pts] for pts in keys)
+        self.timed = (
+            len(self.rank) == len(timestamps) > 0
+            and bool(self.keyframes)
+            and self.keyframes[0] == 0
+        )
+        self.packets = None  # the demuxer after the last seek (None: seek first)
+        self.sent = -1  # the largest frame whose packet the decoder has been given
+        self.pending = set()  # wanted frames sent with DEFAULT, not yet out of the decoder
+        self.last = -1  # the last frame out of the decoder
+
+    def close(self):
+        if self.container is not None:
+            self.container.close()
+            self.container = None
+        self.packets = None
+
+    def _seek(self, key):
+        self.container.seek(
+            self.timestamps[key], stream=self.stream, backward=True, any_frame=False
+        )
+        self.packets = self.container.demux(self.stream)
+        self.sent, self.pending, self.last = key - 1, set(), key - 1
+
+    def read(self, wanted):
+        import av
+
+        count = len(self.timestamps)
+        if wanted[-1] >= count:
+            raise _not_decoded(self.path, wanted[-1], 0, len(wanted), f", after {count} frames")
+        wanted_pts = {self.timestamps[i]: i for i in wanted}
+        context = self.stream.codec_context
+        out = {}
+        try:
+            for target in wanted:
+                if target in out:
+                    continue
+                key = self.keyframes[bisect.bisect_right(self.keyframes, target) - 1]
+                ahead = target > self.sent and key <= self.sent
+                if self.packets is None or not (ahead or target in self.pending):
+                    self._seek(key)
+                while target not in out:
+                    packet = next(self.packets, None)
+                    if packet is None:  # past the flush packet: the demuxer is spent
+                        self.packets = None
+                        raise _not_decoded(self.path, target, len(out), len(wanted))
+                    if packet.pts is not None:
+                        index = wanted_pts.get(packet.pts)
+                        if index is not None:
+                            self.pending.add(index)
+                        self.sent = max(self.sent, self.rank.get(packet.pts, self.sent))
+                        skip = "DEFAULT" if index is not None else "NONREF"
+                        if context.skip_frame != skip:
+                            context.skip_frame = skip
+                    for frame in packet.decode():
+                        index = self.rank.get(frame.pts)
+                        if index is None or index <= self.last:
+                            raise _Untimed()
+                        self.last = index
+                        if index in self.pending:
+                            self.pending.discard(index)
+                            out[index] = frame.to_ndarray(format="bgr24")
+                    if self.last > target and target not in out:
+                        raise _Untimed()  # the decoder passed the target without it
+        except av.FFmpegError as error:
+            raise VideoDecodeError(
+                self.path, f"decoding failed near frame {self.last + 1}: {error}"
+            ) from None
+        return {i: out[i] for i in wanted}
+
+
+class _OpenCVReader:
+    """Frames by position with OpenCV (`CAP_PROP_POS_FRAMES`), the capture kept open.
+
+    With `keyframes` (the positions of the keyframe packets, from PyAV's demuxer), a
+    target ahead of the capture's position is decoded through (`grab`) unless a keyframe
+    lies between them and the gap exceeds `SEEK_GAP` (an OpenCV seek lands up to 16
+    frames before the target and decodes from the keyframe before that); without them,
+    any gap over `SEEK_GAP` is a seek. The index only chooses between the two: a seek is
+    checked by reading the position back, and a container that reports another position
+    is decoded forward from the start.
+    """
+
+    def __init__(self, path, keyframes=None):
+        self.path = path
+        self.keyframes = None if keyframes is None else list(keyframes)
+        self.capture = _open(path, threads=1)
+        self.position = 0  # index of the frame the next read() returns
+
+    def _seek_to(self, index):
+        gap = index - self.position
+        if gap < 0:
+            return True
+        if gap <= SEEK_GAP:
+            return False
+        if self.keyframes is None:
+            return True
+        # A keyframe in (position, index]: seeking skips the frames before it.
+        return bisect.bisect_right(self.keyframes, index) > bisect.bisect_right(
+            self.keyframes, self.position
+        )
+
+    def close(self):
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+    def read(self, wanted):
+        import cv2
+
+        decoded = {}
+        for index in wanted:
+            gap = index - self.position
+            if self._seek_to(index):
+                self.capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+                if int(self.capture.get(cv2.CAP_PROP_POS_FRAMES)) != index:
+                    # Keyframe-inexact container: decode forward from the start instead.
+                    self.capture.release()
+                    self.capture = _open(self.path, threads=1)
+                    gap = index
+                else:
+                    gap = 0
+            for _ in range(gap):
+                if not self.capture.grab():
+                    break
+            ok, frame = self.capture.read()
+            if not ok or frame is None:
+                self.position = -1  # unknown: the next read seeks
+                raise _not_decoded(self.path, index, len(decoded), len(wanted))
+            decoded[index] = frame
+            self.position = index + 1
+        return decoded
+
+
+def _read_opencv_reopen(path, wanted):
+    """The reader before the open-video cache (`DECODER = "opencv-reopen"`, for benchmarks)."""
+    reader = _OpenCVReader(path)
+    try:
+        return reader.read(wanted)
+    finally:
+        reader.close()
 
 
 def frames_op(path, indices, short_side=SHORT_SIDE):
