@@ -51,6 +51,8 @@ SHORT_SIDE = 256
 SEEK_GAP = 24
 # Videos each thread keeps open between `read_frames` calls (least recently used closed first).
 OPEN_VIDEOS = 8
+# Keyframe indexes kept (one demuxing pass each, shared by all threads; a few kB per video).
+INDEXED_VIDEOS = 100_000
 # Which reader `read_frames` uses: "auto" (PyAV where the container has timestamps, OpenCV
 # otherwise, both kept open per thread), "opencv" (OpenCV kept open), "opencv-reopen" (the
 # reader before the cache: a new OpenCV capture per call; for benchmarks). Read at each call;
@@ -218,7 +220,7 @@ def _not_decoded(path, index, decoded, wanted, extra=""):
 def _signature(path):
     """What identifies one version of a file: a rewritten file gets a new open video."""
     stat = os.stat(path)
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return (path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 class _OpenVideos:
@@ -280,6 +282,7 @@ _local = threading.local()
 _all_caches = weakref.WeakSet()
 _all_lock = threading.Lock()
 _untimed = set()  # signatures of videos whose timestamps failed to number the frames
+_indexes = {}  # signature -> `_PyAVReader._index()`, shared by all threads, oldest first
 atexit.register(_close_all)
 
 
@@ -290,7 +293,7 @@ def _open_reader(path, signature):
         import av  # noqa: F401
     except ImportError:
         return _OpenCVReader(path)
-    reader = _PyAVReader(path)
+    reader = _PyAVReader(path, signature)
     if reader.timed:
         return reader
     reader.close()
@@ -304,7 +307,8 @@ class _Untimed(Exception):
 class _PyAVReader:
     """Frames by timestamp: a keyframe index, seeks only across keyframes, NONREF skipping.
 
-    The index is one demuxing pass (no decoding; 3-5 ms for the 10 s test videos): the
+    The index is one demuxing pass per video and process (no decoding; 3-5 ms for the
+    10 s test videos; shared by the threads): the
     presentation timestamps of all packets, sorted, number the frames (frame `i` has the
     `i`-th smallest timestamp), and the keyframe packets give the positions a seek can
     land on. Reading frame `t` seeks to the last keyframe at or before `t` unless the
@@ -317,11 +321,12 @@ class _PyAVReader:
     mismatch (`_Untimed`) hands the video to OpenCV.
 
     Containers without stored timestamps (AVI: FFmpeg guesses them, and for the packed
-    B-frames of test.avi the guessed timestamps of decoded frames go 1, 2, 4, 3, ...) and
-    packets with missing or repeated timestamps are left to `_OpenCVReader` (`timed`).
+    B-frames of test.avi the guessed timestamps of decoded frames go 1, 2, 4, 3, ...; an
+    intra-only codec in AVI, such as MJPEG, has no reordering and stays here) and packets
+    with missing or repeated timestamps are left to `_OpenCVReader` (`timed`).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, signature):
         import av
 
         self.path = path
@@ -333,39 +338,50 @@ class _PyAVReader:
             self.stream = self.container.streams.video[0]
             self.stream.thread_type = "NONE"  # one thread per read: tf.data runs reads in parallel
             self.stream.codec_context.thread_count = 1
-            timestamps, keys, self.packet_keyframes = [], [], []
-            timed = "avi" not in self.container.format.name.split(",")
-            for packet in self.container.demux(self.stream):
-                if packet.size == 0 or packet.is_discard:  # the flush packet; MP4 edit lists
-                    continue
-                if packet.is_keyframe:
-                    self.packet_keyframes.append(len(timestamps))
-                if packet.pts is None:
-                    timed = False
-                timestamps.append(packet.pts)
-                if packet.is_keyframe:
-                    keys.append(packet.pts)
+            index = _indexes.get(signature)
+            if index is None:
+                index = self._index()
+                with _all_lock:
+                    _indexes[signature] = index
+                    while len(_indexes) > INDEXED_VIDEOS:
+                        _indexes.pop(next(iter(_indexes)))
         except av.FFmpegError as error:
             self.close()
             raise VideoDecodeError(path, f"FFmpeg (PyAV) cannot read it: {error}") from None
         except BaseException:
             self.close()
             raise
-        if not timed:
-            self.timed = False
-            return
-        self.timestamps = sorted(timestamps)
-        self.rank = {pts: i for i, pts in enumerate(self.timestamps)}
-        self.keyframes = sorted(self.rank[pts] for pts in keys)
-        self.timed = (
-            len(self.rank) == len(timestamps) > 0
-            and bool(self.keyframes)
-            and self.keyframes[0] == 0
-        )
+        self.timed, self.timestamps, self.rank, self.keyframes, self.packet_keyframes = index
         self.packets = None  # the demuxer after the last seek (None: seek first)
         self.sent = -1  # the largest frame whose packet the decoder has been given
         self.pending = set()  # wanted frames sent with DEFAULT, not yet out of the decoder
         self.last = -1  # the last frame out of the decoder
+        self.frames_decoded = 0  # frames out of the decoder since opening (benchmarks)
+
+    def _index(self):
+        """One demuxing pass: (timed, sorted timestamps, timestamp -> frame, keyframe frames,
+        keyframe packet positions)."""
+        timestamps, keys, packet_keyframes = [], [], []
+        timed = (
+            "avi" not in self.container.format.name.split(",")
+            or self.stream.codec_context.codec.intra_only  # MJPEG or all-intra AVI: no reorder
+        )
+        for packet in self.container.demux(self.stream):
+            if packet.size == 0 or packet.is_discard:  # the flush packet; MP4 edit lists
+                continue
+            if packet.is_keyframe:
+                packet_keyframes.append(len(timestamps))
+                keys.append(packet.pts)
+            timed = timed and packet.pts is not None
+            timestamps.append(packet.pts)
+        self.container.seek(0)
+        if not timed:
+            return False, None, None, None, packet_keyframes
+        ordered = sorted(timestamps)
+        rank = {pts: i for i, pts in enumerate(ordered)}
+        keyframes = sorted(rank[pts] for pts in keys)
+        timed = len(rank) == len(timestamps) > 0 and bool(keyframes) and keyframes[0] == 0
+        return timed, ordered, rank, keyframes, packet_keyframes
 
     def close(self):
         if self.container is not None:
@@ -415,6 +431,7 @@ class _PyAVReader:
                         if index is None or index <= self.last:
                             raise _Untimed()
                         self.last = index
+                        self.frames_decoded += 1
                         if index in self.pending:
                             self.pending.discard(index)
                             out[index] = frame.to_ndarray(format="bgr24")
