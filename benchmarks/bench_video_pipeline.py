@@ -120,7 +120,7 @@ class Decoded:
         self.path = path
 
     def __call__(self):
-        reader = video_source._cache().videos[self.path][1]
+        reader = video_source._pool.peek(self.path)
         return getattr(reader, "frames_decoded", None)
 
 

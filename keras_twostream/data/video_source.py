@@ -29,7 +29,6 @@ import bisect
 import collections
 import os
 import threading
-import weakref
 
 import numpy as np
 
@@ -49,8 +48,9 @@ SHORT_SIDE = 256
 # Frames decoded forward (grab) instead of seeking: a seek restarts at the previous keyframe,
 # so a short gap is cheaper to decode through (TSN snippets of D + 1 frames, nearby segments).
 SEEK_GAP = 24
-# Videos each thread keeps open between `read_frames` calls (least recently used closed first).
-OPEN_VIDEOS = 8
+# Idle videos kept open between `read_frames` calls, all threads together (least recently
+# used closed first); a few MB each (demuxer buffers, decoder state).
+OPEN_VIDEOS = 16
 # Keyframe indexes kept (one demuxing pass each, shared by all threads; a few kB per video).
 INDEXED_VIDEOS = 100_000
 # Which reader `read_frames` uses: "auto" (PyAV where the container has timestamps, OpenCV
@@ -139,7 +139,7 @@ def read_frames(path, indices, short_side=SHORT_SIDE):
     """Decodes the frames `indices` (0-based, any order, repeats allowed) of a video.
 
     The sorted unique indices are read in one forward pass through a video kept open
-    for the calling thread (see the module docstring: PyAV with a keyframe index and
+    between calls (`close_videos`; see the module docstring: PyAV with a keyframe index and
     non-reference frames skipped where the container has timestamps, else OpenCV).
     Frames are resized like `keras-twostream extract` writes them (short side
     `short_side`, area interpolation when shrinking) and returned in RGB; they are the
@@ -175,7 +175,7 @@ def read_frames(path, indices, short_side=SHORT_SIDE):
     if DECODER == "opencv-reopen":
         decoded = _read_opencv_reopen(path, wanted)
     else:
-        decoded = _cache().read(path, wanted)
+        decoded = _pool.read(path, wanted)
     first = decoded[wanted[0]]
     height, width = first.shape[:2]
     size = resized_size(width, height, short_side)
@@ -191,12 +191,13 @@ def read_frames(path, indices, short_side=SHORT_SIDE):
 
 
 def close_videos():
-    """Closes the videos `read_frames` keeps open for the calling thread.
+    """Closes the videos `read_frames` keeps open between calls.
 
-    Every thread that called `read_frames` keeps up to `OPEN_VIDEOS` videos open
-    (least recently used closed first); they are also closed when the thread ends
-    and at interpreter exit. Call this to release them earlier (e.g. before deleting
-    or rewriting the files on a platform that locks open files).
+    `read_frames` keeps up to `OPEN_VIDEOS` idle readers open (a pool shared by all
+    threads: each call takes an idle reader of its video, or opens one, and gives it
+    back; the least recently used are closed first), and closes them at interpreter
+    exit. Call this to release them earlier (e.g. before deleting or rewriting the
+    files on a platform that locks open files; a rewritten file is reopened anyway).
 
     Example:
 
@@ -204,9 +205,7 @@ def close_videos():
     >>> _ = read_frames("tests/data/mmaction2/test.mp4", [0])
     >>> close_videos()
     """
-    cache = getattr(_local, "cache", None)
-    if cache is not None:
-        cache.close()
+    _pool.close()
 
 
 def _not_decoded(path, index, decoded, wanted, extra=""):
@@ -224,66 +223,84 @@ def _signature(path):
 
 
 class _OpenVideos:
-    """One thread's open videos: path -> (file signature, reader), least recently used first."""
+    """Idle open readers, shared by threads: signature -> [reader, ...], least recently used first.
+
+    Not a `threading.local`: `tf.numpy_function` runs Python on TensorFlow's own threads
+    under a thread state made for each call, so thread-local values vanish after every call
+    (measured: a new value on 40 of 40 calls). A reader is used by one call at a time: it
+    leaves the pool while it reads and goes back after.
+    """
 
     def __init__(self):
-        self.videos = collections.OrderedDict()
-        with _all_lock:
-            _all_caches.add(self)
+        self.idle = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def _take(self, signature):
+        with self.lock:
+            readers = self.idle.get(signature)
+            if readers:
+                reader = readers.pop()
+                if not readers:
+                    del self.idle[signature]
+                return reader
+        return None
+
+    def _give_back(self, signature, reader):
+        evicted = []
+        with self.lock:
+            self.idle.setdefault(signature, []).append(reader)
+            self.idle.move_to_end(signature)
+            total = sum(len(r) for r in self.idle.values())
+            while total > OPEN_VIDEOS:
+                oldest = next(iter(self.idle))
+                evicted.append(self.idle[oldest].pop(0))
+                if not self.idle[oldest]:
+                    del self.idle[oldest]
+                total -= 1
+        for old in evicted:
+            old.close()
 
     def read(self, path, wanted):
         if not os.path.exists(path):
             raise FileNotFoundError(f"Video not found: {path}")
         signature = _signature(path)
-        entry = self.videos.pop(path, None)
-        if entry is not None and entry[0] != signature:
-            entry[1].close()
-            entry = None
-        if entry is None:
-            entry = (signature, _open_reader(path, signature))
-        self.videos[path] = entry
-        while len(self.videos) > OPEN_VIDEOS:
-            self.videos.popitem(last=False)[1][1].close()
-        reader = entry[1]
+        reader = self._take(signature) or _open_reader(path, signature)
         try:
-            return reader.read(wanted)
-        except _Untimed:
-            # Timestamps that do not number the frames: OpenCV reads this video from now on.
-            reader.close()
-            _untimed.add(signature)
-            reader = _OpenCVReader(path)
-            self.videos[path] = (signature, reader)
-            return reader.read(wanted)
+            try:
+                decoded = reader.read(wanted)
+            except _Untimed:
+                # Timestamps that do not number the frames: OpenCV reads this video from now on.
+                reader.close()
+                _untimed.add(signature)
+                reader = _OpenCVReader(path)
+                decoded = reader.read(wanted)
         except BaseException:
-            self.videos.pop(path, None)  # a failed read leaves the decoder anywhere: reopen
-            reader.close()
+            reader.close()  # a failed read leaves the decoder anywhere: not reused
             raise
+        self._give_back(signature, reader)
+        return decoded
+
+    def peek(self, path):
+        """The most recently returned idle reader of `path` (tests, benchmarks), or None."""
+        with self.lock:
+            for signature in reversed(self.idle):
+                if signature[0] == path:
+                    return self.idle[signature][-1]
+        return None
 
     def close(self):
-        while self.videos:
-            self.videos.popitem(last=False)[1][1].close()
+        with self.lock:
+            readers = [r for rs in self.idle.values() for r in rs]
+            self.idle.clear()
+        for reader in readers:
+            reader.close()
 
 
-def _cache():
-    cache = getattr(_local, "cache", None)
-    if cache is None:
-        cache = _local.cache = _OpenVideos()
-    return cache
-
-
-def _close_all():
-    with _all_lock:
-        caches = list(_all_caches)
-    for cache in caches:
-        cache.close()
-
-
-_local = threading.local()
-_all_caches = weakref.WeakSet()
-_all_lock = threading.Lock()
+_pool = _OpenVideos()
 _untimed = set()  # signatures of videos whose timestamps failed to number the frames
 _indexes = {}  # signature -> `_PyAVReader._index()`, shared by all threads, oldest first
-atexit.register(_close_all)
+_indexes_lock = threading.Lock()
+atexit.register(close_videos)
 
 
 def _open_reader(path, signature):
@@ -341,7 +358,7 @@ class _PyAVReader:
             index = _indexes.get(signature)
             if index is None:
                 index = self._index()
-                with _all_lock:
+                with _indexes_lock:
                     _indexes[signature] = index
                     while len(_indexes) > INDEXED_VIDEOS:
                         _indexes.pop(next(iter(_indexes)))

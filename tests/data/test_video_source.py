@@ -67,18 +67,18 @@ def test_reads_through_the_open_video_cache_equal_sequential_decoding(video):
     close_videos()
     for indices in _draws(len(every), 6, seed=3):
         np.testing.assert_array_equal(read_frames(video, indices), every[indices])
-    reader = video_source._cache().videos[str(video)][1]
+    reader = video_source._pool.peek(str(video))
     # H.264 in MP4 goes to PyAV (timestamps), MPEG-4 in AVI (packed B-frames) to OpenCV.
     expected = "_OpenCVReader" if Path(video).suffix == ".avi" else "_PyAVReader"
     assert type(reader).__name__ == expected
     close_videos()
-    assert not video_source._cache().videos
+    assert not video_source._pool.idle
 
 
 def test_pyav_reader_skips_non_reference_frames_and_seeks_to_the_keyframe_before():
     close_videos()
     read_frames(TEST_MP4, [299])  # test.mp4: keyframes at 0 and 235 only
-    reader = video_source._cache().videos[str(TEST_MP4)][1]
+    reader = video_source._pool.peek(str(TEST_MP4))
     assert reader.keyframes == [0, 235]
     # From the keyframe at 235 to 299: 65 frames, of which the B-frames are skipped.
     assert 10 < reader.frames_decoded < 65
@@ -88,7 +88,7 @@ def test_pyav_reader_skips_non_reference_frames_and_seeks_to_the_keyframe_before
     close_videos()
 
 
-def test_threads_keep_their_own_open_videos():
+def test_threads_share_the_open_videos():
     every = _sequential(TEST_MP4)
     draws = _draws(len(every), 4, seed=5)
     with ThreadPoolExecutor(2) as pool:
@@ -112,7 +112,7 @@ def test_previous_reader_still_selectable(monkeypatch):
     close_videos()
     indices = [250, 3, 120]
     np.testing.assert_array_equal(read_frames(TEST_MP4, indices), _sequential(TEST_MP4)[indices])
-    assert not video_source._cache().videos  # nothing kept open
+    assert not video_source._pool.idle  # nothing kept open
 
 
 def test_reencoded_all_intra_copy_has_a_keyframe_per_frame_and_the_same_frames(tmp_path):
@@ -128,11 +128,12 @@ def test_reencoded_all_intra_copy_has_a_keyframe_per_frame_and_the_same_frames(t
     assert len(packets) == 164 and all(p.is_keyframe for p in packets)
     original, decoded = read_video(TEST_AVI, short_side=120), read_video(copy, short_side=None)
     assert decoded.shape == original.shape
-    assert np.abs(decoded.astype(float) - original).mean() < 3  # CRF 18: visually lossless
+    # CRF 18 and 4:2:0 chroma at 160x120: under 2% of the range on average.
+    assert np.abs(decoded.astype(float) - original).mean() < 5
     close_videos()
     indices = [150, 2, 77, 78]
     np.testing.assert_array_equal(read_frames(copy, indices, None), decoded[indices])
-    reader = video_source._cache().videos[str(copy)][1]
+    reader = video_source._pool.peek(str(copy))
     assert reader.frames_decoded == 4  # one decode per frame read
     close_videos()
     with pytest.raises(ValueError, match="gop"):
