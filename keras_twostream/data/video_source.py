@@ -6,17 +6,30 @@ video files when the annotation table names video files instead of frame folders
 views are the frame folders' own; only the reading of the sampled frames differs:
 frame index `i` of a folder (`img_{i:05d}.jpg`, 1-based) is frame `i - 1` of the video.
 
-Decoder: OpenCV (FFmpeg), already a dependency, chosen by measurement
-(`benchmarks/bench_video_pipeline.py`, `docs/benchmarks.md`): `CAP_PROP_POS_FRAMES`
-seeking returned exactly the frame sequential decoding returns, for every 7th and the
-last frame of the four real test videos (H.264 MP4 at 25, 28 and 30 fps, MPEG-4 AVI).
-PyAV 18.1 (tried in a separate venv, seeking by timestamp to the keyframe before and
-decoding forward) took about as long per K = 3 clip (98, 87, 242, 38 ms against OpenCV's
-78, 133, 230, 19 ms on bikes, demo, test.mp4, test.avi; a loaded 2-core machine) and its
-timestamp-to-frame mapping missed on the AVI (24 of 25 probes), so it brings a dependency
-and a frame-numbering problem for no speed.
-The reader still checks the position after each seek and falls back to decoding
-forward from the start when a container reports a position other than the one asked for.
+Readers (`read_frames`), chosen by measurement (`benchmarks/bench_video_pipeline.py`,
+`docs/benchmarks.md`; profile of the previous reader: every clip opened a capture, and
+each sampled frame more than 24 frames on was an OpenCV seek, which lands up to 16 frames
+before the target and decodes from the keyframe before that, so a K = 3 clip of test.mp4,
+keyframes at 0 and 235 only, decoded frames 0..t up to three times):
+
+- the sampled frames of a clip are read in one forward pass in sorted order, through a
+  video kept open between calls (`_OpenVideos`, a pool shared by the threads);
+- `_PyAVReader` (PyAV, for containers with stored timestamps: MP4, MOV, MKV, WebM; and
+  intra-only codecs anywhere): a keyframe index from one demuxing pass, seeks only when
+  a keyframe lies between the decoder's position and the target, and non-reference
+  frames skipped while decoding forward (`skip_frame = "NONREF"`). PyAV plain seeking
+  alone was measured no faster than OpenCV's in the previous session; what it adds is
+  the keyframe index and the frame skipping OpenCV does not expose;
+- `_OpenCVReader` for the rest (AVI: FFmpeg's guessed timestamps of MPEG-4 packed
+  B-frames come out of order, so they cannot number frames): `CAP_PROP_POS_FRAMES`
+  seeking, only across a keyframe of the PyAV index (or after a gap of `SEEK_GAP`
+  without one), checked by reading the position back, decoding forward from the start
+  when a container reports another position.
+
+Both return exactly the frames sequential OpenCV decoding returns (PyAV's `bgr24`
+conversion matched OpenCV's bit for bit on the three H.264 test videos): tested on the
+four real videos, in any order and across successive reads.
+`DECODER = "opencv-reopen"` selects the previous reader for comparisons.
 
 Frame counts: the container's count is not trusted blindly (`verified_frame_count`):
 the last frame it announces must decode and the one after must not; otherwise the
