@@ -78,14 +78,18 @@ CONTENDERS = [
 
 
 ANALYSIS = (
-    "Where the time goes: a clip from a long-GOP H.264 file decodes every reference frame "
-    "from the keyframe before each sampled frame (keyframes every 30-61 frames in bikes.mp4, "
-    "at 0, 187, 230, 268 in demo.mp4, at 0 and 235 in test.mp4, only at 0 in test.avi), so "
-    "tens of frame decodes per clip at about 1 ms each, where a frame folder decodes three "
-    "JPEGs of the crop. Opening a capture per clip, seeking inside a GOP and decoding "
-    "B-frames were the avoidable part (the previous reader's extra time); what is left is "
-    "the codec's floor. Re-encoding with one keyframe per frame (`keras-twostream "
-    "reencode`) leaves one decode per sampled frame."
+    "Where the time goes (profile of `read_frames`, PyAV on one thread): a clip from a long-GOP "
+    "H.264 file still decodes every reference frame from the keyframe before each sampled "
+    "frame (the frames decoded per clip above; keyframes every 30-61 frames in bikes.mp4, "
+    "at 0, 187, 230, 268 in demo.mp4, at 0 and 235 in test.mp4, only at 0 in test.avi) at "
+    "about 1 ms each at these sizes, plus the colour conversion and resize of the 3 sampled "
+    "frames (bikes.mp4, 640x272: 1.3 ms + 2.8 ms per frame; test.mp4 is stored at 340x256), "
+    "where a frame folder decodes three JPEG crops. Opening a capture per clip, OpenCV seeks "
+    "that restart inside a GOP, and decoding non-reference B-frames were the avoidable part "
+    "(the previous reader's extra time); what is left is the codec's floor, and 0.8x would "
+    "need a few frame decodes per clip. Re-encoding with one keyframe per frame "
+    "(`keras-twostream reencode`: GOP 1, CRF 18, no B-frames, short side 256) leaves one "
+    "decode per sampled frame and reaches the aim."
 )
 
 
