@@ -26,6 +26,11 @@ keyframes at 0 and 235 only, decoded frames 0..t up to three times):
   without one), checked by reading the position back, decoding forward from the start
   when a container reports another position.
 
+PyAV releases the GIL while decoding (`avcodec_send_packet` / `avcodec_receive_frame`), so
+tf.data's parallel `numpy_function` calls decode concurrently; each decoder runs on one
+thread (tf.data's calls are the parallelism; more decoder threads would contend for the
+same cores), as the OpenCV captures do (`CAP_PROP_N_THREADS` 1).
+
 Both return exactly the frames sequential OpenCV decoding returns (PyAV's `bgr24`
 conversion matched OpenCV's bit for bit on the three H.264 test videos): tested on the
 four real videos, in any order and across successive reads.

@@ -88,6 +88,26 @@ def test_pyav_reader_skips_non_reference_frames_and_seeks_to_the_keyframe_before
     close_videos()
 
 
+def test_an_intra_only_avi_is_read_by_timestamps_one_decode_per_frame(tmp_path):
+    """MJPEG in AVI (the synthetic dataset's format): no reordering, so PyAV numbers its frames."""
+    import cv2
+
+    path = str(tmp_path / "mjpeg.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for i in range(30):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        cv2.circle(frame, (4 + 2 * i, 24), 6, (40 + 7 * i, 100, 200), -1)
+        writer.write(frame)
+    writer.release()
+    every = read_video(path, short_side=None)
+    close_videos()
+    for indices in ([29, 0, 5], [10, 11, 12], [3], [29]):
+        np.testing.assert_array_equal(read_frames(path, indices, None), every[indices])
+    reader = video_source._pool.peek(path)
+    assert type(reader).__name__ == "_PyAVReader" and reader.frames_decoded == 8
+    close_videos()
+
+
 def test_threads_share_the_open_videos():
     every = _sequential(TEST_MP4)
     draws = _draws(len(every), 4, seed=5)
