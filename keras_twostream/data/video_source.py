@@ -75,6 +75,7 @@ INDEXED_VIDEOS = 100_000
 # otherwise, both kept open per thread), "opencv" (OpenCV kept open), "opencv-reopen" (the
 # reader before the cache: a new OpenCV capture per call; for benchmarks). Read at each call;
 # the environment variable KERAS_TWOSTREAM_VIDEO_DECODER sets the initial value.
+DECODERS = ("auto", "opencv", "opencv-reopen")
 DECODER = os.environ.get("KERAS_TWOSTREAM_VIDEO_DECODER", "auto")
 
 
@@ -190,6 +191,12 @@ def read_frames(path, indices, short_side=SHORT_SIDE):
     if indices.min() < 0:
         raise VideoDecodeError(path, f"negative frame index {int(indices.min())} requested")
     wanted = [int(i) for i in np.unique(indices)]
+    if DECODER not in DECODERS:
+        raise ValueError(
+            f"Expected keras_twostream.data.video_source.DECODER (or the environment variable "
+            f"KERAS_TWOSTREAM_VIDEO_DECODER) to be one of {', '.join(DECODERS)}. "
+            f"Received: {DECODER!r}"
+        )
     if DECODER == "opencv-reopen":
         decoded = _read_opencv_reopen(path, wanted)
     else:

@@ -133,6 +133,9 @@ def test_previous_reader_still_selectable(monkeypatch):
     indices = [250, 3, 120]
     np.testing.assert_array_equal(read_frames(TEST_MP4, indices), _sequential(TEST_MP4)[indices])
     assert not video_source._pool.idle  # nothing kept open
+    monkeypatch.setattr(video_source, "DECODER", "ffmpeg")
+    with pytest.raises(ValueError, match="KERAS_TWOSTREAM_VIDEO_DECODER.*Received: 'ffmpeg'"):
+        read_frames(TEST_MP4, [0])
 
 
 def test_reencoded_all_intra_copy_has_a_keyframe_per_frame_and_the_same_frames(tmp_path):
