@@ -243,3 +243,12 @@ def test_cli_stream_ends_cleanly_on_sigint_with_complete_csv_and_overlay(model_p
     frames = len(read_video(overlay))
     assert int(rows[-1]["frame"]) <= frames < 300
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stream.csv", "stream.mp4"]
+
+
+def test_cli_stream_that_does_not_open_leaves_no_csv_or_overlay(model_path, tmp_path, capsys):
+    missing = tmp_path / "nothing.mp4"
+    args = ["predict", str(model_path), "--stream", str(missing)]
+    args += ["--csv", str(tmp_path / "s.csv"), "--overlay", str(tmp_path / "o.mp4")]
+    assert main(args) == 2
+    assert "the capture does not open" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -391,11 +391,15 @@ class _StreamCSV:
         )
         self.file.flush()
 
-    def close(self):
+    def close(self, keep=True):
+        """Renames the rows into place (`keep=False`: removes them, e.g. the stream never opened)."""
         if self.file is not None:
             self.file.close()
             self.file = None
-            os.replace(self.temp, self.path)
+            if keep:
+                os.replace(self.temp, self.path)
+            else:
+                os.remove(self.temp)
 
 
 def _stop_on_sigint():
@@ -451,6 +455,8 @@ def _run_stream(args):
             if stop.is_set():
                 break
     except ValueError as error:
+        if table is not None and steps == 0:
+            table.close(keep=False)  # no header-only CSV for a stream that never ran
         raise UserError(f"--stream {args.stream}: {common.first_line(error)}") from None
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was set
         stop.set()
