@@ -393,7 +393,7 @@ class _PyAVReader:
         except BaseException:
             self.close()
             raise
-        self.timed, self.timestamps, self.rank, self.keyframes, self.packet_keyframes = index
+        self.timed, self.timestamps, self.keyframes, self.packet_keyframes = index
         self.packets = None  # the demuxer after the last seek (None: seek first)
         self.sent = -1  # the largest frame whose packet the decoder has been given
         self.pending = set()  # wanted frames sent with DEFAULT, not yet out of the decoder
@@ -401,8 +401,7 @@ class _PyAVReader:
         self.frames_decoded = 0  # frames out of the decoder since opening (benchmarks)
 
     def _index(self):
-        """One demuxing pass: (timed, sorted timestamps, timestamp -> frame, keyframe frames,
-        keyframe packet positions)."""
+        """One demuxing pass: (timed, sorted timestamps, keyframe frames, keyframe packet positions)."""
         timestamps, keys, packet_keyframes = [], [], []
         timed = (
             "avi" not in self.container.format.name.split(",")
@@ -418,12 +417,21 @@ class _PyAVReader:
             timestamps.append(packet.pts)
         self.container.seek(0)
         if not timed:
-            return False, None, None, None, packet_keyframes
+            return False, None, None, packet_keyframes
         ordered = sorted(timestamps)
-        rank = {pts: i for i, pts in enumerate(ordered)}
-        keyframes = sorted(rank[pts] for pts in keys)
-        timed = len(rank) == len(timestamps) > 0 and bool(keyframes) and keyframes[0] == 0
-        return timed, ordered, rank, keyframes, packet_keyframes
+        # int64 arrays, not dicts: 8 bytes a frame, so 10k indexed videos take megabytes.
+        ordered = np.asarray(ordered, np.int64)
+        keyframes = np.searchsorted(ordered, np.asarray(sorted(keys), np.int64)).tolist()
+        unique = len(ordered) > 0 and bool(np.all(np.diff(ordered) > 0))
+        timed = unique and bool(keyframes) and keyframes[0] == 0
+        return timed, ordered, keyframes, packet_keyframes
+
+    def _rank(self, pts):
+        """The frame number of timestamp `pts`, or None when no packet had it."""
+        i = int(np.searchsorted(self.timestamps, pts))
+        if i < len(self.timestamps) and self.timestamps[i] == pts:
+            return i
+        return None
 
     def close(self):
         if self.container is not None:
@@ -433,7 +441,7 @@ class _PyAVReader:
 
     def _seek(self, key):
         self.container.seek(
-            self.timestamps[key], stream=self.stream, backward=True, any_frame=False
+            int(self.timestamps[key]), stream=self.stream, backward=True, any_frame=False
         )
         self.packets = self.container.demux(self.stream)
         self.sent, self.pending, self.last = key - 1, set(), key - 1
@@ -444,7 +452,7 @@ class _PyAVReader:
         count = len(self.timestamps)
         if wanted[-1] >= count:
             raise _not_decoded(self.path, wanted[-1], 0, len(wanted), f", after {count} frames")
-        wanted_pts = {self.timestamps[i]: i for i in wanted}
+        wanted_pts = {int(self.timestamps[i]): i for i in wanted}
         context = self.stream.codec_context
         out = {}
         try:
@@ -464,12 +472,14 @@ class _PyAVReader:
                         index = wanted_pts.get(packet.pts)
                         if index is not None:
                             self.pending.add(index)
-                        self.sent = max(self.sent, self.rank.get(packet.pts, self.sent))
+                        rank = self._rank(packet.pts)
+                        if rank is not None:
+                            self.sent = max(self.sent, rank)
                         skip = "DEFAULT" if index is not None else "NONREF"
                         if context.skip_frame != skip:
                             context.skip_frame = skip
                     for frame in packet.decode():
-                        index = self.rank.get(frame.pts)
+                        index = None if frame.pts is None else self._rank(frame.pts)
                         if index is None or index <= self.last:
                             raise _Untimed()
                         self.last = index
