@@ -89,7 +89,9 @@ ANALYSIS = (
     "(the previous reader's extra time); what is left is the codec's floor, and 0.8x would "
     "need a few frame decodes per clip. Re-encoding with one keyframe per frame "
     "(`keras-twostream reencode`: GOP 1, CRF 18, no B-frames, short side 256) leaves one "
-    "decode per sampled frame and reaches the aim."
+    "decode per sampled frame (the all-intra row); its frames are whole 256-pixel frames "
+    "decoded and converted, where a frame folder decodes only the crop window of each JPEG, "
+    "so it uses more CPU per clip (CPU busy column) and loses more when the cores are shared."
 )
 
 
