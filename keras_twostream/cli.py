@@ -91,6 +91,48 @@ def _run_extract(args):
     return 0 if not summary.failed else 1
 
 
+def _add_reencode(sub):
+    p = sub.add_parser(
+        "reencode",
+        help="re-encode videos with short GOPs (all-intra H.264) for fast training from videos",
+    )
+    p.add_argument("videos", nargs="+", help="video files")
+    p.add_argument("out_dir", help="output folder: OUT_DIR/<video stem>.mp4")
+    p.add_argument("--gop", type=int, default=1, help="frames per keyframe (1: all-intra)")
+    p.add_argument(
+        "--short-side", type=int, default=256, help="resize so the short side has this size"
+    )
+    p.add_argument("--crf", type=float, default=18, help="x264 quality (0 lossless, 23 default)")
+    p.set_defaults(func=_run_reencode)
+
+
+def _run_reencode(args):
+    from pathlib import Path
+
+    from keras_twostream.data.reencode import reencode_video
+    from keras_twostream.data.video import VideoDecodeError
+
+    if args.gop < 1:
+        raise UserError(f"argument --gop: expected an integer >= 1, got {args.gop}")
+    out_dir = Path(args.out_dir)
+    failed = 0
+    for video in args.videos:
+        target = out_dir / f"{Path(video).stem}.mp4"
+        try:
+            frames = reencode_video(
+                video, target, gop=args.gop, short_side=args.short_side, crf=args.crf
+            )
+        except (OSError, VideoDecodeError) as error:
+            print(f"{video}: error: {error}", flush=True)
+            failed += 1
+            continue
+        print(f"{video} -> {target} ({frames} frames, GOP {args.gop})", flush=True)
+    if failed:
+        print(f"keras-twostream reencode: {failed} of {len(args.videos)} videos failed")
+        return 1
+    return 0
+
+
 def _add_scan(sub):
     from keras_twostream.data import scan
 
@@ -138,12 +180,13 @@ def _start_tensorflow_quietly():
 
 
 # Commands that only touch files (OpenCV, NumPy) and should not wait for TensorFlow.
-_FILE_COMMANDS = {"extract", "scan", "fuse"}
+_FILE_COMMANDS = {"extract", "scan", "fuse", "reencode"}
 
 COMMANDS = {
     "demo": _add_demo,
     "extract": _add_extract,
     "scan": _add_scan,
+    "reencode": _add_reencode,
     "train": _add_command("train", "train a model (paper defaults) on a frame folder or videos"),
     "evaluate": _add_command(
         "evaluate", "the papers' test protocol: accuracy, confusion matrix, scores"

@@ -13,7 +13,10 @@ the windows are sampled exactly as whole videos are.
 
 `predict_stream` classifies a live capture (a camera index, an RTSP/HTTP URL or a file)
 with a rolling window of the last `window` seconds, scored every `stride` seconds on
-the centre crop of equally spaced frames; it ends at the end of the stream.
+the centre crop of equally spaced frames; it ends at the end of the stream, after
+`max_steps` predictions, when `stop` is set (the CLI sets it on Ctrl-C) or when the
+caller stops iterating. With `overlay` it writes every frame it read, with the latest
+top class drawn on it, to a video file that is complete up to where the stream stopped.
 """
 
 import collections
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["VideoPrediction", "predict_video", "predict_stream"]
+__all__ = ["VideoPrediction", "predict_video", "predict_stream", "StreamOverlay"]
 
 
 @dataclass
@@ -263,6 +266,76 @@ def _stream_views(frames, spec, num_frames, rgb_normalization, scale_size=None):
     return {k: np.asarray(v) for k, v in inputs.items()}
 
 
+class StreamOverlay:
+    """An annotated copy of a stream, written frame by frame, complete under its name only.
+
+    Frames go to a temporary file next to `path` (`.<stem>.tmp-<pid><suffix>`);
+    `close()` releases the writer and renames it to `path`, so a file under `path` is
+    always a finished video (a process killed before `close()` leaves only the
+    temporary file). `.mp4` is written with the `mp4v` codec, `.avi` with MJPEG.
+
+    Args:
+        path: the video to write, `.mp4` or `.avi`.
+        fps: its frame rate.
+
+    Example:
+
+    >>> from keras_twostream.inference import StreamOverlay
+    >>> with StreamOverlay("out.mp4", 25.0) as overlay:  # doctest: +SKIP
+    ...     overlay.write(rgb_frame, "Biking 0.87")
+    """
+
+    CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+
+    def __init__(self, path, fps):
+        self.path = os.fspath(path)
+        stem, suffix = os.path.splitext(os.path.basename(self.path))
+        if suffix.lower() not in self.CODECS:
+            raise ValueError(f"overlay {self.path}: expected a .mp4 or .avi file name")
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        self.temp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}{suffix}")
+        self.fps = float(fps)
+        self.codec = self.CODECS[suffix.lower()]
+        self.writer = None
+        self.frames = 0
+
+    def write(self, frame, text=None):
+        """Appends an RGB uint8 frame with `text` drawn at the top (none: the frame as is)."""
+        import cv2
+
+        from keras_twostream.commands.predict import _draw_label
+
+        frame = np.array(frame, np.uint8)  # a copy: the caller's frame stays clean
+        if text:
+            _draw_label(frame, text)
+        height, width = frame.shape[:2]
+        if self.writer is None:
+            fourcc = cv2.VideoWriter_fourcc(*self.codec)
+            self.writer = cv2.VideoWriter(self.temp, fourcc, self.fps, (width, height))
+            if not self.writer.isOpened():
+                self.writer = None
+                raise ValueError(f"overlay {self.path}: OpenCV cannot write {self.codec} here")
+            self.size = (width, height)
+        if (width, height) != self.size:
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self):
+        """Finishes the file and moves it to `path` (nothing is written without a frame)."""
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+            os.replace(self.temp, self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def predict_stream(
     model,
     source,
@@ -274,6 +347,9 @@ def predict_stream(
     fps=None,
     max_steps=None,
     model_card=None,
+    overlay=None,
+    stop=None,
+    realtime=False,
 ):
     """Classifies a live capture with a rolling window; yields one result per stride.
 
@@ -289,6 +365,13 @@ def predict_stream(
         fps: frame rate to assume when the capture reports none (cameras often do not).
         max_steps: stop after this many predictions (`None`: at the end of the stream).
         model_card: with a loaded `model`, its model card (see `predict_video`).
+        overlay: a `.mp4`/`.avi` path: every frame read (short side 256), with the
+            latest top class and score drawn on it, is written there (`StreamOverlay`:
+            the file appears, complete, when the stream stops for any reason).
+        stop: an object with `is_set()` (a `threading.Event`), checked before each
+            frame: once set, the stream ends as at its end.
+        realtime: read no faster than the capture's frame rate (a file replayed as a
+            live source; a camera or URL already delivers frames in real time).
 
     Yields:
         Dicts `{"time", "frame", "top_class", "top_score", "probabilities"}`: seconds
@@ -303,6 +386,8 @@ def predict_stream(
     >>> for step in predict_stream("runs/mpa_sal", 0):  # doctest: +SKIP
     ...     print(f"{step['time']:.1f}s {step['top_class']} {step['top_score']:.2f}")
     """
+    import time
+
     import cv2
 
     from keras_twostream.commands import common
@@ -329,13 +414,21 @@ def predict_stream(
     if not capture.isOpened():
         capture.release()
         raise ValueError(f"{source}: the capture does not open (no camera, URL or video there)")
+    writer = None
     try:
         rate = float(capture.get(cv2.CAP_PROP_FPS) or 0.0) or float(fps or 25.0)
         length = max(1, int(round(window * rate)))
         step = max(1, int(round(stride * rate)))
+        if overlay is not None:
+            writer = StreamOverlay(overlay, rate)
         buffer = collections.deque(maxlen=length)
-        count, done = 0, 0
+        count, done, label = 0, 0, None
+        started = time.monotonic()
         while max_steps is None or done < max_steps:
+            if stop is not None and stop.is_set():
+                break
+            if realtime:
+                time.sleep(max(0.0, started + count / rate - time.monotonic()))
             ok, frame = capture.read()
             if not ok:
                 break  # end of stream
@@ -345,24 +438,31 @@ def predict_stream(
                 frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
             buffer.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
             count += 1
-            if len(buffer) < length or (count - length) % step:
-                continue
-            n = min(frames_wanted, len(buffer))
-            inputs = _stream_views(list(buffer), spec, n, rgb_normalization)
-            out = scorer.predict_on_batch(inputs)
-            if isinstance(out, dict):
-                scores = np.asarray(out[output_name], np.float32)
-            else:
-                scores = np.asarray(out, np.float32)
-            probabilities = scores.mean(axis=0)
-            best = int(probabilities.argmax())
-            done += 1
-            yield {
-                "time": count / rate,
-                "frame": count,
-                "top_class": names[best],
-                "top_score": float(probabilities[best]),
-                "probabilities": probabilities,
-            }
+            result = None
+            if len(buffer) == length and (count - length) % step == 0:
+                n = min(frames_wanted, len(buffer))
+                inputs = _stream_views(list(buffer), spec, n, rgb_normalization)
+                out = scorer.predict_on_batch(inputs)
+                if isinstance(out, dict):
+                    scores = np.asarray(out[output_name], np.float32)
+                else:
+                    scores = np.asarray(out, np.float32)
+                probabilities = scores.mean(axis=0)
+                best = int(probabilities.argmax())
+                done += 1
+                label = f"{names[best]} {probabilities[best]:.2f}"
+                result = {
+                    "time": count / rate,
+                    "frame": count,
+                    "top_class": names[best],
+                    "top_score": float(probabilities[best]),
+                    "probabilities": probabilities,
+                }
+            if writer is not None:
+                writer.write(buffer[-1], label)
+            if result is not None:
+                yield result
     finally:
         capture.release()
+        if writer is not None:
+            writer.close()

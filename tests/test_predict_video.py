@@ -1,6 +1,7 @@
 """predict_video, sliding windows, streams and training from videos with no frame folder written."""
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -156,3 +157,98 @@ def test_train_from_videos_writes_no_frames_and_skips_a_corrupt_video(tmp_path):
     batches = [(x, y) for x, y in ds]
     assert sum(len(y) for _, y in batches) == len(train) - 1  # every video but the broken one
     assert batches[0][0]["rgb_diff"].shape[1:] == (2, 32, 32, 15)
+
+
+def _open_files(path):
+    """Paths this process has open that are `path` (Linux: /proc/self/fd)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc/self/fd")
+    found = []
+    for fd in fds.iterdir():
+        try:
+            if Path(os.readlink(fd)) == Path(path).resolve():
+                found.append(fd)
+        except OSError:
+            continue
+    return found
+
+
+def test_stream_stop_releases_the_capture_and_finishes_the_overlay(model, tmp_path):
+    import threading
+
+    from keras_twostream.data.video import read_video
+
+    stop, overlay = threading.Event(), tmp_path / "overlay.mp4"
+    stream = keras_twostream.predict_stream(
+        model, str(TEST_MP4), window=1, stride=0.5, num_frames=2, overlay=overlay, stop=stop
+    )
+    first = next(stream)
+    assert _open_files(TEST_MP4), "the capture should be open while streaming"
+    assert not overlay.exists()  # written under a temporary name until the stream stops
+    stop.set()
+    assert list(stream) == []  # ends before reading another frame
+    assert not _open_files(TEST_MP4)
+    assert first["frame"] == 30  # a 1 s window at 30 fps
+    written = read_video(overlay)
+    assert len(written) == 30  # every frame read, up to the stop
+    source = read_video(TEST_MP4)[:30]
+    band = slice(0, 12)  # the label's dark band at the top of the labelled frame
+    # Unlabelled frames are the source (mp4v is lossy); the last frame carries the label.
+    assert np.abs(written[:29].astype(float) - source[:29]).mean() < 8
+    assert written[29, band].mean() < 0.6 * source[29, band].mean()
+    assert [p.name for p in tmp_path.iterdir()] == ["overlay.mp4"]  # no temporary file left
+
+
+def test_cli_stream_ends_cleanly_on_sigint_with_complete_csv_and_overlay(model_path, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from keras_twostream.data.video import read_video
+
+    csv_path, overlay = tmp_path / "stream.csv", tmp_path / "stream.mp4"
+    command = [sys.executable, "-m", "keras_twostream.cli", "predict", str(model_path)]
+    command += ["--stream", str(TEST_MP4), "--window", "1", "--stride", "0.5", "--frames", "2"]
+    command += ["--realtime", "--csv", str(csv_path), "--overlay", str(overlay)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        first = process.stdout.readline()  # the first prediction, at 1 s of a 10 s replay
+        assert first.split()[:2] == ["1.00", "s"], first + process.stderr.read()
+        process.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        out, err = process.communicate(timeout=60)
+        elapsed = time.monotonic() - start
+    finally:
+        process.kill()
+    assert process.returncode == 0, err[-2000:]
+    assert elapsed < 10  # promptly: well before the replay's end
+    lines = [first.rstrip("\n"), *out.splitlines()]
+    steps = len(lines) - 1
+    assert lines[-1] == (
+        f"[predict] stopped (Ctrl-C) after {steps} predictions; "
+        f"wrote CSV {csv_path}, overlay {overlay}"
+    )
+    assert "Traceback" not in err
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == steps and steps < 19  # 19 windows in the whole video
+    for row, line in zip(rows, lines[:-1], strict=True):
+        assert float(row["time"]) == pytest.approx(float(line.split()[0]))
+        probs = [float(row[f"class_{i}"]) for i in range(3)]
+        assert row["top_class"] == f"class_{int(np.argmax(probs))}" == line.split()[2]
+    frames = len(read_video(overlay))
+    assert int(rows[-1]["frame"]) <= frames < 300
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stream.csv", "stream.mp4"]
+
+
+def test_cli_stream_that_does_not_open_leaves_no_csv_or_overlay(model_path, tmp_path, capsys):
+    missing = tmp_path / "nothing.mp4"
+    args = ["predict", str(model_path), "--stream", str(missing)]
+    args += ["--csv", str(tmp_path / "s.csv"), "--overlay", str(tmp_path / "o.mp4")]
+    assert main(args) == 2
+    assert "the capture does not open" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

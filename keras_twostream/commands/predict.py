@@ -23,7 +23,11 @@ top class, score, one probability column per class) and `<video>_timeline.png`
 into `--timeline-dir` (default: the current folder). `--stream SOURCE` classifies
 a camera (`0`), an RTSP/HTTP URL or a file with a rolling window of `--window`
 seconds, printing the top class every `--stride` seconds until the stream ends or
-Ctrl-C (RGB-only models; `keras_twostream.predict_stream`).
+Ctrl-C (RGB-only models; `keras_twostream.predict_stream`). `--overlay out.mp4`
+writes every frame read with the latest top class drawn on it, `--csv out.csv` one
+row per prediction; both appear under their names, complete, when the stream stops
+(end of stream or Ctrl-C: the first Ctrl-C ends it after the current frame, a second
+one at once). `--realtime` replays a file at its frame rate, as a live source.
 """
 
 import os
@@ -78,6 +82,15 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--stream", help="classify a live capture: a camera index (0), an RTSP/HTTP URL or a file"
+    )
+    parser.add_argument(
+        "--overlay", help="with --stream: write the frames with the top class drawn (.mp4/.avi)"
+    )
+    parser.add_argument("--csv", help="with --stream: write one CSV row per prediction")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="with --stream: read a file no faster than its frame rate (as a live source)",
     )
     parser.set_defaults(func=run)
 
@@ -199,6 +212,9 @@ def run(args):
             raise UserError(f"argument --{name}: expected seconds > 0, got {value}")
     if args.stride is not None and args.window is None and not args.stream:
         raise UserError("argument --stride: needs --window (seconds)")
+    for name in ("overlay", "csv", "realtime"):
+        if getattr(args, name) and args.stream is None:
+            raise UserError(f"argument --{name}: needs --stream SOURCE")
     if args.stream is not None:
         if args.videos:
             raise UserError("--stream classifies one capture: give no video files with it")
@@ -344,32 +360,116 @@ def _run_windows(args):
     return 0
 
 
+class _StreamCSV:
+    """Stream predictions as CSV rows, flushed as they come, renamed into place at the end.
+
+    Columns: `time`, `frame`, `top_class`, `top_score`, one probability column per class.
+    Rows go to `.<name>.tmp-<pid>` beside `path`; `close()` renames it, so a file under
+    `path` always ends with a complete row (a killed process leaves only the temporary file).
+    """
+
+    def __init__(self, path, classes):
+        import csv
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.temp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.file = open(self.temp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(["time", "frame", "top_class", "top_score", *classes])
+        self.file.flush()
+
+    def write(self, step):
+        self.writer.writerow(
+            [
+                f"{step['time']:.3f}",
+                step["frame"],
+                step["top_class"],
+                f"{step['top_score']:.6f}",
+                *(f"{p:.6f}" for p in step["probabilities"]),
+            ]
+        )
+        self.file.flush()
+
+    def close(self, keep=True):
+        """Renames the rows into place (`keep=False`: removes them, e.g. the stream never opened)."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+            if keep:
+                os.replace(self.temp, self.path)
+            else:
+                os.remove(self.temp)
+
+
+def _stop_on_sigint():
+    """A `threading.Event` set by the first Ctrl-C (the stream then ends after the frame it is
+    on); a second Ctrl-C interrupts at once. Returns `(event, restore)`."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return stop, lambda: None
+
+    def handler(signum, frame):
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    return stop, lambda: signal.signal(signal.SIGINT, previous)
+
+
 def _run_stream(args):
-    from keras_twostream.inference import predict_stream
+    from keras_twostream.inference import _classes, predict_stream
 
     window = args.window or 2.0
     stride = args.stride or 1.0
+    if args.overlay and Path(args.overlay).suffix.lower() not in (".mp4", ".avi"):
+        raise UserError(f"--overlay {args.overlay}: expected a .mp4 or .avi file name")
     model, info = _load_with_card(args)
-    steps = 0
+    table = _StreamCSV(args.csv, _classes(model, info, None)) if args.csv else None
+    stop, restore = _stop_on_sigint()
+    steps, how = 0, "end of stream"
+    stream = predict_stream(
+        model,
+        args.stream,
+        window=window,
+        stride=stride,
+        num_frames=args.frames,
+        output_name=args.output_name,
+        model_card=info,
+        overlay=args.overlay,
+        stop=stop,
+        realtime=args.realtime,
+    )
     try:
-        for step in predict_stream(
-            model,
-            args.stream,
-            window=window,
-            stride=stride,
-            num_frames=args.frames,
-            output_name=args.output_name,
-            model_card=info,
-        ):
+        for step in stream:
             steps += 1
+            if table is not None:
+                table.write(step)
             print(
                 f"{step['time']:8.2f} s  {step['top_class']:<32} {step['top_score']:.4f}",
                 flush=True,
             )
+            if stop.is_set():
+                break
     except ValueError as error:
+        if table is not None and steps == 0:
+            table.close(keep=False)  # no header-only CSV for a stream that never ran
         raise UserError(f"--stream {args.stream}: {common.first_line(error)}") from None
-    except KeyboardInterrupt:
-        common.say(COMMAND, f"stopped (Ctrl-C) after {steps} predictions")
-        return 0
-    common.say(COMMAND, f"end of stream after {steps} predictions")
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was set
+        stop.set()
+    finally:
+        stream.close()  # releases the capture and finishes the overlay
+        restore()
+        if table is not None:
+            table.close()
+    if stop.is_set():
+        how = "stopped (Ctrl-C)"
+    written = [f"{n} {p}" for n, p in (("CSV", args.csv), ("overlay", args.overlay)) if p]
+    common.say(
+        COMMAND,
+        f"{how} after {steps} predictions" + (f"; wrote {', '.join(written)}" if written else ""),
+    )
     return 0

@@ -13,6 +13,8 @@ _LAZY = {
     # video files as a pipeline source (seek reader, verified frame counts)
     "read_frames": "keras_twostream.data.video_source",
     "verified_frame_count": "keras_twostream.data.video_source",
+    "close_videos": "keras_twostream.data.video_source",
+    "reencode_video": "keras_twostream.data.reencode",
     "compute_flow": "keras_twostream.data.flow",
     "quantize_flow": "keras_twostream.data.flow",
     "dequantize_flow": "keras_twostream.data.flow",
