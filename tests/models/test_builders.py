@@ -60,6 +60,15 @@ CASES = {
 }
 
 
+# The torchvision-layout backbone (tiny_torch: torchvision's Bottleneck, one per stage, as in
+# resnet50_torch) goes through the whole contract in one builder; test_torch_backbone_in_every_builder
+# below builds and runs every other builder that takes a backbone by name with it.
+CASES["two_stream[tiny_torch]"] = (
+    {**CASES["two_stream"][0], "backbone": "tiny_torch"},
+    CASES["two_stream"][1],
+)
+
+
 def _inputs(shapes, batch=2, seed=0):
     rng = np.random.RandomState(seed)
     return {k: rng.rand(batch, *s).astype("float32") for k, s in shapes.items()}
@@ -68,6 +77,7 @@ def _inputs(shapes, batch=2, seed=0):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_builder_contract(name, tmp_path):
     kwargs, shapes = CASES[name]
+    name = name.split("[")[0]
     model = MODELS[name](**kwargs)
     x = _inputs(shapes)
     y = np.array([0, 2])
@@ -120,3 +130,24 @@ def test_builder_contract(name, tmp_path):
         for key in out:
             np.testing.assert_allclose(np.asarray(served[key]), out[key], atol=1e-5)
     assert os.path.exists(path)
+
+
+@pytest.mark.parametrize(
+    "name",
+    # two_stream runs the whole contract with it above.
+    sorted(
+        n for n, (kw, _) in CASES.items() if "backbone" in kw and "[" not in n and n != "two_stream"
+    ),
+)
+def test_torch_backbone_in_every_builder(name):
+    """Every builder that takes a backbone by name takes the torchvision-layout one."""
+    kwargs, shapes = CASES[name]
+    model = MODELS[name](**{**kwargs, "backbone": "tiny_torch"})
+    assert model.get_config()["backbone"] == "tiny_torch"
+    # Its blocks (models named f"{backbone}_{block}") are torchvision's, by name.
+    blocks = {layer.name.rsplit("_", 1)[-1] for layer in model._flatten_layers()}
+    assert {"layer1.0", "layer4.0"} <= blocks
+    out = model.predict_on_batch(_inputs(shapes))
+    assert "fused" in out
+    for key, value in out.items():
+        np.testing.assert_allclose(np.asarray(value).sum(-1), 1.0, atol=1e-5, err_msg=key)
