@@ -97,12 +97,12 @@ class TorchWeightsReport:
                 else ""
             )
         ]
-        for label, keys in (
-            ("missing", self.missing),
-            ("unexpected", self.unexpected),
-            ("not loaded (no classifier)", self.skipped),
-        ):
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
             lines.append(f"{len(keys)} {label}" + (f": {', '.join(keys)}" if keys else ""))
+        if self.skipped:
+            lines.append(
+                f"{len(self.skipped)} not loaded (no classifier): {', '.join(self.skipped)}"
+            )
         return "\n".join(lines)
 
 

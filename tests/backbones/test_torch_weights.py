@@ -120,7 +120,7 @@ def test_reader_dtypes_strides_and_offsets():
 
 def test_reader_meta_of_mmaction2_checkpoints():
     checkpoint = read_torch_checkpoint(DATA / "tiny_rgb_mmaction2.pth")
-    assert checkpoint["meta"]["dataset_meta"]["classes"][0] == "class_0"
+    assert checkpoint["meta"]["dataset_meta"]["classes"][0] == "archery"
     assert checkpoint["meta"]["epoch"] == 100
     assert "backbone.layer1.0.conv1.conv.weight" in checkpoint["state_dict"]
 
