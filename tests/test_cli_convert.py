@@ -27,7 +27,7 @@ def converted(tmp_path_factory):
     return out
 
 
-def test_convert_writes_the_model_and_its_card(converted, capsys):
+def test_convert_writes_the_model_and_its_card(converted, tmp_path):
     model = keras.saving.load_model(converted)
     info = common.read_sidecar(converted)
     assert info["model"] == "two_stream"
@@ -57,6 +57,20 @@ def test_convert_writes_the_model_and_its_card(converted, capsys):
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(kernel), flow["cls_head.fc_cls.weight"].T
     )
+
+    # The converted model (layer names with dots, "layer1.0.conv1") exports as a SavedModel.
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        model.export(str(tmp_path / "savedmodel"), verbose=False)
+        served = tf.saved_model.load(str(tmp_path / "savedmodel"))
+        x = {
+            "rgb": np.random.default_rng(0).normal(size=(1, 3, 64, 64, 3)).astype("float32"),
+            "flow": np.random.default_rng(1).normal(size=(1, 3, 64, 64, 10)).astype("float32"),
+        }
+        expected = model.predict(x, verbose=0)
+        got = served.serve(x)
+        np.testing.assert_allclose(np.asarray(got["fused"]), expected["fused"], atol=1e-5)
 
 
 def test_scoring_takes_the_normalisation_from_the_card(converted, tests_data):

@@ -775,23 +775,6 @@ def run(args):
     spec = common.model_spec(model)
     outputs = [n for n, _ in common.score_outputs(model)]
     primary = common.primary_output(outputs)
-    # A model converted from PyTorch weights (`keras-twostream convert`) or trained before
-    # carries the input normalisation its weights expect in its model card.
-    normalization = {}
-    if init_from is not None:
-        card = common.read_sidecar(init_from).get("data", {})
-        normalization = {
-            k: card[k]
-            for k in ("rgb_normalization", "flow_normalization", "mean_subtract_flow")
-            if k in card
-        }
-        if normalization:
-            common.say(
-                COMMAND,
-                "input normalisation from the model card of "
-                f"{init_from}: {', '.join(f'{k}={v}' for k, v in normalization.items())}",
-            )
-            settings.update({k: v for k, v in normalization.items() if k != "rgb_normalization"})
 
     data_settings = {
         "modalities": list(spec.modalities),
@@ -800,9 +783,7 @@ def run(args):
         "flow_length": spec.flow_length,
         "diff_length": spec.diff_length,
         "num_paths": spec.num_paths,
-        "rgb_normalization": normalization.get(
-            "rgb_normalization", _rgb_normalization(settings, model)
-        ),
+        "rgb_normalization": _rgb_normalization(settings, model),
         "flow_normalization": settings["flow_normalization"],
         "mean_subtract_flow": settings["mean_subtract_flow"],
         **common.extraction_settings(train_table),

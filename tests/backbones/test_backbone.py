@@ -36,7 +36,9 @@ def test_backbones_dict_and_unknown_name():
         "vgg16",
     ]
     assert all(callable(builder) for builder in BACKBONES.values())
-    with pytest.raises(ValueError, match=r"resnet9000.*'cnn_m_2048', 'resnet101', 'resnet101_torch', 'resnet50'"):
+    with pytest.raises(
+        ValueError, match=r"resnet9000.*'cnn_m_2048', 'resnet101', 'resnet101_torch', 'resnet50'"
+    ):
         get_backbone("resnet9000")
     with pytest.raises(ValueError, match="architecture"):
         Backbone("alexnet", input_shape=(64, 64, 3))
