@@ -182,7 +182,15 @@ def resnet101_torch(
     synchronized=False,
     name=None,
 ):
-    """ResNet-101 in torchvision's layout; see `resnet50_torch` and `get_backbone`."""
+    """ResNet-101 in torchvision's layout; see `resnet50_torch` and `get_backbone`.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> backbone = keras_twostream.backbones.resnet101_torch(input_shape=(224, 224, 3))
+    >>> backbone.output["features"].shape, len(backbone.blocks)
+    ((None, 2048), 35)
+    """
     return _build("resnet101_torch", input_shape, weights, stream, dropout, synchronized, name)
 
 

@@ -60,7 +60,20 @@ _OPAQUE_MODULES = ("mmengine.", "mmcv.")
 
 
 class UnsafeCheckpointError(ValueError):
-    """A checkpoint's pickle refers to a callable that a state dict does not need."""
+    """A checkpoint's pickle refers to a callable that a state dict does not need.
+
+    Raised by `read_torch_checkpoint` (and so by `load_torch_weights`) before
+    the callable is imported or called; the message names it (`module.name`).
+
+    Example:
+
+    >>> from keras_twostream.backbones import UnsafeCheckpointError, read_torch_checkpoint
+    >>> try:  # doctest: +SKIP
+    ...     read_torch_checkpoint("downloaded.pth")
+    ... except UnsafeCheckpointError as error:
+    ...     print(error)
+    downloaded.pth: refused to load 'posix.system': a checkpoint may only hold tensors, ...
+    """
 
 
 class OpaqueObject:

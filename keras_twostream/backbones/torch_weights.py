@@ -76,6 +76,15 @@ class TorchWeightsReport:
         normalization: the input normalisation the weights expect, as
             pipeline settings (`rgb_normalization`, or `flow_normalization` and
             `mean_subtract_flow`).
+
+    Example:
+
+    >>> import keras_twostream
+    >>> backbone = keras_twostream.backbones.get_backbone("tiny_torch", input_shape=(64, 64, 10))
+    >>> report = keras_twostream.backbones.load_torch_weights(  # doctest: +SKIP
+    ...     backbone, "tests/data/torch/tiny_flow_mmaction2.pth")
+    >>> report.layout, report.missing, report.normalization["flow_normalization"]  # doctest: +SKIP
+    ('mmaction2', [], 'mmaction')
     """
 
     path: str
