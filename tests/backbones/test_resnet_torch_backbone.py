@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_twostream.backbones import get_backbone, resnet50, resnet101
+from keras_twostream.backbones import get_backbone, resnet50
 from keras_twostream.backbones.weights import leaf_layers
 from keras_twostream.models.cma import default_cma_blocks
 
@@ -52,11 +52,15 @@ def test_resnet50_torch_shapes_names_and_size():
     ]
 
 
-def test_resnet101_torch_size_and_style_argument():
-    backbone = resnet101(input_shape=(64, 64, 3), style="pytorch")
-    assert backbone.architecture == "resnet101_torch"
-    assert trainable_count(backbone) == 44_549_160 - 2_049_000  # torchvision's resnet101
-    assert len([n for n, _ in backbone.blocks if n.startswith("layer3.")]) == 23
+def test_resnet101_torch_blocks_and_style_argument():
+    from keras_twostream.backbones.builders import _torch_architecture
+    from keras_twostream.backbones.resnet_torch import torch_resnet_block_specs
+
+    specs, stage_ends = torch_resnet_block_specs("resnet101_torch")
+    assert len([n for n, _ in specs if n.startswith("layer3.")]) == 23
+    assert stage_ends["res4"] == "layer3.22"
+    assert _torch_architecture("resnet101", "pytorch") == "resnet101_torch"
+    assert _torch_architecture("resnet101", "keras") == "resnet101"
     with pytest.raises(ValueError, match="style"):
         resnet50(style="caffe")
 
