@@ -123,11 +123,7 @@ def test_builder_contract(name, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name",
-    # two_stream runs the whole contract with it above.
-    sorted(
-        n for n, (kw, _) in CASES.items() if "backbone" in kw and "[" not in n and n != "two_stream"
-    ),
+    "name", sorted(name for name, (kwargs, _) in CASES.items() if "backbone" in kwargs)
 )
 def test_torch_backbone_in_every_builder(name):
     """Every builder that takes a backbone by name takes the torchvision-layout one.
