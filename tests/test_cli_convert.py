@@ -12,7 +12,7 @@ from keras_twostream.backbones import read_torch_checkpoint
 from keras_twostream.cli import main
 from keras_twostream.commands import common
 
-TORCH = Path(__file__).resolve().parent / "data" / "torch"
+TORCH = Path(__file__).resolve().parent / "data" / "torch_checkpoints"
 RGB = TORCH / "tiny_rgb_mmaction2.pth"
 FLOW = TORCH / "tiny_flow_mmaction2.pth"
 

@@ -204,7 +204,7 @@ def tiny_torch(
 ):
     """A torchvision-layout ResNet with one bottleneck per stage, 8..64 planes (256-d features).
 
-    The network of the committed test checkpoints (`tests/data/torch`); for
+    The network of the committed test checkpoints (`tests/data/torch_checkpoints`); for
     tests and CPU demos of `load_torch_weights`. See `get_backbone`.
 
     Example:

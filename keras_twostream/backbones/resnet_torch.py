@@ -22,7 +22,7 @@ by one (CMA inserts blocks after res3/res4 blocks) works unchanged.
 
 `tiny_torch` is the same layout with one bottleneck per stage and 8/16/32/64
 planes (outputs 32 ... 256 channels): the network of the committed test
-checkpoints (`tests/data/torch`), small enough for CPU tests.
+checkpoints (`tests/data/torch_checkpoints`), small enough for CPU tests.
 """
 
 import functools

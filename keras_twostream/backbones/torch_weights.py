@@ -82,7 +82,7 @@ class TorchWeightsReport:
     >>> import keras_twostream
     >>> backbone = keras_twostream.backbones.get_backbone("tiny_torch", input_shape=(64, 64, 10))
     >>> report = keras_twostream.backbones.load_torch_weights(  # doctest: +SKIP
-    ...     backbone, "tests/data/torch/tiny_flow_mmaction2.pth")
+    ...     backbone, "tests/data/torch_checkpoints/tiny_flow_mmaction2.pth")
     >>> report.layout, report.missing, report.normalization["flow_normalization"]  # doctest: +SKIP
     ('mmaction2', [], 'mmaction')
     """

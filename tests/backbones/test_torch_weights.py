@@ -1,7 +1,7 @@
 """PyTorch checkpoints (torchvision, MMAction2) read with NumPy and loaded into torch-layout backbones.
 
-The committed checkpoints and reference outputs of tests/data/torch were written by
-PyTorch (tests/data/torch/make_fixtures.py); nothing here imports torch, except the
+The committed checkpoints and reference outputs of tests/data/torch_checkpoints were written by
+PyTorch (tests/data/torch_checkpoints/make_fixtures.py); nothing here imports torch, except the
 full-size ResNet-50 check, skipped where torch is absent (as in CI).
 """
 
@@ -23,7 +23,7 @@ from keras_twostream.backbones import (
     read_torch_checkpoint,
 )
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "torch"
+DATA = Path(__file__).resolve().parents[1] / "data" / "torch_checkpoints"
 REFERENCE = np.load(DATA / "tiny_outputs.npz")
 CHECKPOINTS = {
     "tiny_rgb_mmaction2.pth": ("rgb", "mmaction2"),

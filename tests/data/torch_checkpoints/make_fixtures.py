@@ -1,11 +1,11 @@
-"""Writes the PyTorch checkpoints and reference outputs of tests/data/torch (run once, with torch).
+"""Writes the PyTorch checkpoints and reference outputs of tests/data/torch_checkpoints (run once, with torch).
 
 Not part of the library or its tests (which never import torch): run it with an
 interpreter that has PyTorch and torchvision, e.g.
 
     python3 -m venv /work/torchvenv
     /work/torchvenv/bin/pip install torch==2.14.1 torchvision==0.29.1
-    /work/torchvenv/bin/python tests/data/torch/make_fixtures.py
+    /work/torchvenv/bin/python tests/data/torch_checkpoints/make_fixtures.py
 
 It writes, with fixed seeds:
 
