@@ -196,6 +196,9 @@ COMMANDS = {
     ),
     "predict": _add_command("predict", "top-5 classes of videos, optionally an annotated preview"),
     "export": _add_command("export", "export a model as a SavedModel (named inputs) or ONNX"),
+    "convert": _add_command(
+        "convert", "a PyTorch TSN checkpoint (MMAction2, torchvision) as a two-stream .keras model"
+    ),
 }
 
 

@@ -73,3 +73,15 @@ def test_step_schedule_in_steps_and_epochs():
     rates = [float(schedule(step)) for step in (0, 399, 401, 799, 801)]
     np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-4, 1e-4, 1e-5], rtol=1e-6)
     assert float(optimizer.global_clipnorm) == 40.0
+
+
+def test_rgb_normalization_follows_the_weights():
+    """keras.applications ImageNet weights want Caffe input; PyTorch checkpoints the torch one."""
+    from keras_twostream.commands.train import _rgb_normalization
+
+    model = SimpleNamespace(get_config=lambda: {"backbone": "resnet50_torch"})
+    assert _rgb_normalization({"weights": "tsn_r50.pth", "backbone": "resnet50_torch"}, model) == (
+        "torch"
+    )
+    assert _rgb_normalization({"weights": "imagenet", "backbone": "resnet50"}, model) == "caffe"
+    assert _rgb_normalization({"weights": "none", "backbone": "tiny"}, model) == "unit"

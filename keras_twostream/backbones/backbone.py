@@ -9,6 +9,7 @@ from keras_twostream.backbones.blocks import chain_blocks
 from keras_twostream.backbones.bn_inception import bn_inception_block_specs
 from keras_twostream.backbones.cnn_m import cnn_m_2048_block_specs
 from keras_twostream.backbones.resnet import resnet_block_specs
+from keras_twostream.backbones.resnet_torch import TORCH_RESNETS, torch_resnet_block_specs
 from keras_twostream.backbones.tiny import tiny_block_specs
 from keras_twostream.backbones.vgg import vgg16_block_specs
 
@@ -20,6 +21,10 @@ ARCHITECTURES = {
     "vgg16": vgg16_block_specs,
     "cnn_m_2048": cnn_m_2048_block_specs,
     "tiny": tiny_block_specs,
+    **{
+        name: functools.partial(torch_resnet_block_specs, architecture=name)
+        for name in TORCH_RESNETS
+    },
 }
 # Architectures ending in fully connected layers need a fixed height and width.
 FIXED_SIZE_ARCHITECTURES = ("vgg16", "cnn_m_2048")
@@ -70,7 +75,8 @@ class Backbone(keras.Model):
     """A stream feature extractor: an image network exposing every stage and block.
 
     Runs one image tensor `(batch, height, width, channels)` through a
-    ResNet-50/101 v1, BN-Inception, VGG-16, CNN-M-2048 or tiny network and returns a dict of
+    ResNet-50/101 v1 (keras.applications or torchvision layout), BN-Inception,
+    VGG-16, CNN-M-2048 or tiny network and returns a dict of
     every stage's feature map plus `"features"`, the final feature vector.
     `channels` is free: 3 for RGB frames, 2L for L stacked optical flow fields
     (two-stream paper, Sect. 3.1), 3L for RGB differences. Preprocessing
@@ -79,7 +85,10 @@ class Backbone(keras.Model):
     The network is a chain of small functional models, `backbone.blocks`, whose
     composition is the whole network; layers inside keep the
     `keras.applications` names (`conv1_conv`, `conv2_block1_1_conv`, ...,
-    `block1_conv1`, `fc1`) so ImageNet weights load by name. Architectures
+    `block1_conv1`, `fc1`) so ImageNet weights load by name; the
+    torchvision-layout ResNets (`*_torch`, `resnet_torch.py`) use PyTorch's
+    state-dict names (`conv1`, `layer1.0.conv1`, ...) so MMAction2 and
+    torchvision checkpoints load as a table (`load_torch_weights`). Architectures
     that insert layers between residual blocks of two branches running in
     lockstep (cross-modality attention after blocks of res3/res4, pyramid
     attention after each stage) iterate over `blocks` themselves; the block
@@ -94,10 +103,14 @@ class Backbone(keras.Model):
     | vgg16        | block1 .. block5, head                    | block1 (2) .. block5 (32) | 4096   |
     | cnn_m_2048   | conv1 .. conv5, head                      | conv1 (4) .. conv5 (37) | 2048     |
     | tiny         | stem, conv2_block1 .. conv5_block1, head  | res2 (4) .. res5 (32)   | 64       |
+    | resnet50_torch | stem, layer1.0 .. layer4.2, head        | res2 (4) .. res5 (32)   | 2048     |
+    | resnet101_torch | the same with 23 blocks in layer3      | res2 (4) .. res5 (32)   | 2048     |
+    | tiny_torch   | stem, layer1.0 .. layer4.0, head          | res2 (4) .. res5 (32)   | 256      |
 
     Args:
         architecture: one of `"resnet50"`, `"resnet101"`, `"bn_inception"`,
-            `"vgg16"`, `"cnn_m_2048"`, `"tiny"`.
+            `"vgg16"`, `"cnn_m_2048"`, `"tiny"`, or a torchvision-layout ResNet
+            `"resnet50_torch"`, `"resnet101_torch"`, `"tiny_torch"`.
         input_shape: `(height, width, channels)`. Height and width may be
             `None` for the ResNets, BN-Inception and the tiny net; VGG-16 and CNN-M-2048 end
             in fully connected layers and need them fixed.

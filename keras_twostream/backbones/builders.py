@@ -3,6 +3,32 @@
 from keras_twostream.backbones.backbone import Backbone
 from keras_twostream.backbones.weights import load_imagenet_weights
 
+STYLES = ("keras", "pytorch")
+
+
+def _load_weights(backbone, weights):
+    if weights is None:
+        return
+    if backbone.architecture.endswith("_torch"):
+        from keras_twostream.backbones.torch_weights import load_torch_weights
+
+        if isinstance(weights, str) and weights == "imagenet":
+            raise ValueError(
+                f"{backbone.architecture} (torchvision layout) loads PyTorch checkpoints, not "
+                "keras.applications' ImageNet weights. Pass the path of a .pth file (a "
+                "torchvision state dict or an MMAction2 checkpoint), or use the keras layout "
+                f"({backbone.architecture[: -len('_torch')]!r}) with weights='imagenet'."
+            )
+        load_torch_weights(backbone, weights)
+        return
+    load_imagenet_weights(backbone, weights)
+
+
+def _torch_architecture(architecture, style):
+    if style not in STYLES:
+        raise ValueError(f"Expected style to be one of {STYLES}. Received: style={style!r}")
+    return f"{architecture}_torch" if style == "pytorch" else architecture
+
 
 def _build(architecture, input_shape, weights, stream, dropout, synchronized, name):
     backbone = Backbone(
@@ -13,8 +39,7 @@ def _build(architecture, input_shape, weights, stream, dropout, synchronized, na
         synchronized=synchronized,
         name=name,
     )
-    if weights is not None:
-        load_imagenet_weights(backbone, weights)
+    _load_weights(backbone, weights)
     return backbone
 
 
@@ -25,8 +50,14 @@ def resnet50(
     dropout=0.0,
     synchronized=False,
     name=None,
+    style="keras",
 ):
     """ResNet-50 v1 backbone (stages res2..res5, 2048-d features); see `get_backbone`.
+
+    `style="keras"` is keras.applications' layout (stride on the first 1x1
+    convolution, ImageNet weights by layer name); `style="pytorch"` is
+    torchvision's and MMAction2's (`"resnet50_torch"`, see `resnet_torch.py`),
+    which loads `.pth` checkpoints (`load_torch_weights`).
 
     Example:
 
@@ -35,7 +66,8 @@ def resnet50(
     >>> backbone.output["features"].shape
     (None, 2048)
     """
-    return _build("resnet50", input_shape, weights, stream, dropout, synchronized, name)
+    architecture = _torch_architecture("resnet50", style)
+    return _build(architecture, input_shape, weights, stream, dropout, synchronized, name)
 
 
 def resnet101(
@@ -45,8 +77,11 @@ def resnet101(
     dropout=0.0,
     synchronized=False,
     name=None,
+    style="keras",
 ):
     """ResNet-101 v1 backbone (stages res2..res5, 2048-d features); see `get_backbone`.
+
+    `style` as for `resnet50`: `"pytorch"` builds `"resnet101_torch"`.
 
     Example:
 
@@ -54,7 +89,8 @@ def resnet101(
     >>> keras_twostream.backbones.resnet101(input_shape=(224, 224, 3)).output["res4"].shape
     (None, 14, 14, 1024)
     """
-    return _build("resnet101", input_shape, weights, stream, dropout, synchronized, name)
+    architecture = _torch_architecture("resnet101", style)
+    return _build(architecture, input_shape, weights, stream, dropout, synchronized, name)
 
 
 def bn_inception(
@@ -138,6 +174,71 @@ def tiny(
     return _build("tiny", input_shape, weights, stream, dropout, synchronized, name)
 
 
+def resnet50_torch(
+    input_shape=(224, 224, 3),
+    weights=None,
+    stream="spatial",
+    dropout=0.0,
+    synchronized=False,
+    name=None,
+):
+    """ResNet-50 in torchvision's layout (MMAction2's TSN backbone); see `get_backbone`.
+
+    `weights` may be the path of a `.pth` file: a torchvision state dict or an
+    MMAction2 checkpoint (`load_torch_weights`).
+
+    Example:
+
+    >>> import keras_twostream
+    >>> backbone = keras_twostream.backbones.resnet50_torch(input_shape=(224, 224, 10))
+    >>> backbone.output["res4"].shape, backbone.blocks[1][0]
+    ((None, 14, 14, 1024), 'layer1.0')
+    """
+    return _build("resnet50_torch", input_shape, weights, stream, dropout, synchronized, name)
+
+
+def resnet101_torch(
+    input_shape=(224, 224, 3),
+    weights=None,
+    stream="spatial",
+    dropout=0.0,
+    synchronized=False,
+    name=None,
+):
+    """ResNet-101 in torchvision's layout; see `resnet50_torch` and `get_backbone`.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> backbone = keras_twostream.backbones.resnet101_torch(input_shape=(224, 224, 3))
+    >>> backbone.output["features"].shape, len(backbone.blocks)
+    ((None, 2048), 35)
+    """
+    return _build("resnet101_torch", input_shape, weights, stream, dropout, synchronized, name)
+
+
+def tiny_torch(
+    input_shape=(112, 112, 3),
+    weights=None,
+    stream="spatial",
+    dropout=0.0,
+    synchronized=False,
+    name=None,
+):
+    """A torchvision-layout ResNet with one bottleneck per stage, 8..64 planes (256-d features).
+
+    The network of the committed test checkpoints (`tests/data/torch_checkpoints`); for
+    tests and CPU demos of `load_torch_weights`. See `get_backbone`.
+
+    Example:
+
+    >>> import keras_twostream
+    >>> keras_twostream.backbones.tiny_torch(input_shape=(64, 64, 3)).output["res5"].shape
+    (None, 2, 2, 256)
+    """
+    return _build("tiny_torch", input_shape, weights, stream, dropout, synchronized, name)
+
+
 BACKBONES = {
     "resnet50": resnet50,
     "resnet101": resnet101,
@@ -145,6 +246,9 @@ BACKBONES = {
     "vgg16": vgg16,
     "cnn_m_2048": cnn_m_2048,
     "tiny": tiny,
+    "resnet50_torch": resnet50_torch,
+    "resnet101_torch": resnet101_torch,
+    "tiny_torch": tiny_torch,
 }
 
 
@@ -161,13 +265,17 @@ def get_backbone(
 
     Args:
         architecture: one of `"resnet50"`, `"resnet101"`, `"bn_inception"`,
-            `"vgg16"`, `"cnn_m_2048"`, `"tiny"` (the keys of
-            `keras_twostream.backbones.BACKBONES`). Usually passed positionally.
+            `"vgg16"`, `"cnn_m_2048"`, `"tiny"`, `"resnet50_torch"`,
+            `"resnet101_torch"`, `"tiny_torch"` (the keys of
+            `keras_twostream.backbones.BACKBONES`; `*_torch` are torchvision's
+            layout). Usually passed positionally.
         input_shape: `(height, width, channels)`; channels 3 for RGB, 2L for
             L stacked flow fields, 3L for RGB differences.
         weights: `None` (random initialisation), `"imagenet"` (ResNets and
             VGG-16, downloaded through keras' cache) or the path of a weights
-            file; see `keras_twostream.backbones.load_imagenet_weights`. With
+            file; see `keras_twostream.backbones.load_imagenet_weights`. The
+            `*_torch` backbones take the path of a PyTorch `.pth` checkpoint
+            instead (`keras_twostream.backbones.load_torch_weights`). With
             `channels != 3` the first convolution is initialised by TSN's
             cross-modality averaging (`adapt_input_channels`).
         stream: `"spatial"` or `"temporal"`; only CNN-M-2048 uses it (the

@@ -657,7 +657,10 @@ def _split_tables(table, args, source):
 
 
 def _rgb_normalization(settings, model):
-    # keras.applications' ImageNet ResNet and VGG weights expect Caffe preprocessing.
+    # keras.applications' ImageNet ResNet and VGG weights expect Caffe preprocessing;
+    # PyTorch checkpoints (torchvision, MMAction2) the ImageNet mean/std ("torch").
+    if str(settings.get("weights") or "").endswith(".pth"):
+        return "torch"
     backbone = str(settings.get("backbone") or model.get_config().get("backbone") or "")
     if str(settings.get("weights")).lower() == "imagenet" and (
         backbone.startswith("resnet") or backbone.startswith("vgg")

@@ -72,7 +72,12 @@ __all__ = [
 logger = logging.getLogger("keras_twostream.data")
 
 MODALITIES = ("rgb", "flow", "rgb_diff")
-FLOW_NORMALIZATIONS = ("pixels", "bound")
+FLOW_NORMALIZATIONS = ("pixels", "bound", "mmaction")
+# MMAction2's flow normalisation: mean 128, std 128 on the quantised 0..255 values
+# (its TSN flow configs: `mean=[128, 128], std=[128, 128]`), what converted MMAction2 flow
+# checkpoints expect (`keras_twostream.backbones.load_torch_weights`).
+MMACTION2_FLOW_MEAN = 128.0
+MMACTION2_FLOW_STD = 128.0
 FLOW_STACKINGS = ("flow", "trajectory")  # Eq. (1) and Eq. (2) of the two-stream paper
 TEST_SNIPPETS = ("uniform", "random")  # equally spaced (two-stream, TSN); STPN's Sect. 4.7
 AUGMENTATIONS = ("tsn", "two_stream")  # TSN's multi-scale crops; the two-stream paper's Sect. 5
@@ -944,15 +949,21 @@ def _cut_flow(cfg, planes, origins, windows, crops, centre, bound, groups, lengt
 
     Returns:
         float32 `(len(crops), G, H, W, 2L)`: `(q - centre) * 2b/255` (divided by
-        `b` with `flow_normalization="bound"`), flow-x negated in mirrored views.
+        `b` with `flow_normalization="bound"`; `(q - centre) / 128` with
+        `"mmaction"`, whose centre without mean subtraction is 128, not the
+        quantisation midpoint), flow-x negated in mirrored views.
     """
     size = cfg.image_size
     bound = tf.cast(bound, tf.float32)
     scale = 2.0 * bound / 255.0
+    midpoint = 127.5
     if cfg.flow_normalization == "bound":
         scale = scale / bound
+    elif cfg.flow_normalization == "mmaction":
+        scale = tf.constant(1.0 / MMACTION2_FLOW_STD)
+        midpoint = MMACTION2_FLOW_MEAN
     if centre is None:
-        centre = tf.fill([groups, 2 * length], 127.5)
+        centre = tf.fill([groups, 2 * length], midpoint)
     flip_sign = tf.constant([-1.0, 1.0] * length)  # a mirror negates flow-x
     views = []
     for crop, origin, window in zip(crops, origins, windows, strict=True):
@@ -1418,6 +1429,9 @@ def make_dataset(
     minus each field's mean (Sect. 3.1 of the two-stream paper) when
     `mean_subtract_flow`, and divided by `bound` when
     `flow_normalization="bound"` (the range [-1, 1] of the CMA paper, Sect. 4.1).
+    `flow_normalization="mmaction"` gives MMAction2's `(q - 128) / 128` on the
+    quantised values instead (the normalisation of its TSN flow checkpoints;
+    with `mean_subtract_flow=False`, as MMAction2 does).
 
     Args:
         table: annotation table (pandas DataFrame) with columns `path`,
@@ -1447,7 +1461,8 @@ def make_dataset(
         flow_bound: the flow quantisation bound; `None` reads it from each
             folder's `meta.json` (20 without one). A value that disagrees with
             `meta.json` is an error.
-        flow_normalization: `"pixels"` or `"bound"` (divide by the bound).
+        flow_normalization: `"pixels"`, `"bound"` (divide by the bound) or
+            `"mmaction"` (`(q - 128) / 128` on quantised values, MMAction2's).
         mean_subtract_flow: subtract each flow field's mean vector.
         scales: crop scales as fractions of the short side (TSN's 1, .875, .75, .66).
         max_distort: largest scale-index difference between crop height and width.

@@ -16,6 +16,7 @@ SMALL = {
     "resnet50": (64, 64, 20),
     "vgg16": (32, 32, 20),
     "cnn_m_2048": (MIN_INPUT_SIZE, MIN_INPUT_SIZE + 4, 20),
+    "tiny_torch": (64, 72, 10),
 }
 
 
@@ -28,12 +29,17 @@ def test_backbones_dict_and_unknown_name():
         "bn_inception",
         "cnn_m_2048",
         "resnet101",
+        "resnet101_torch",
         "resnet50",
+        "resnet50_torch",
         "tiny",
+        "tiny_torch",
         "vgg16",
     ]
     assert all(callable(builder) for builder in BACKBONES.values())
-    with pytest.raises(ValueError, match=r"resnet9000.*'cnn_m_2048', 'resnet101', 'resnet50'"):
+    with pytest.raises(
+        ValueError, match=r"resnet9000.*'cnn_m_2048', 'resnet101', 'resnet101_torch', 'resnet50'"
+    ):
         get_backbone("resnet9000")
     with pytest.raises(ValueError, match="architecture"):
         Backbone("alexnet", input_shape=(64, 64, 3))

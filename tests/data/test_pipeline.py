@@ -233,6 +233,35 @@ def test_eval_centre_crop_resize_normalisation(video):
             )
 
 
+def test_mmaction2_normalisation(video):
+    """The input of converted MMAction2 TSN checkpoints: its RGB mean/std, flow (q - 128) / 128."""
+    directory, ref = video
+    ds = make_dataset(
+        table_of(directory),
+        num_segments=1,
+        flow_length=2,
+        image_size=HEIGHT,
+        training=False,
+        batch_size=1,
+        rgb_normalization="torch",
+        flow_normalization="mmaction",
+        mean_subtract_flow=False,
+    )
+    inputs = next(iter(ds))[0]
+    side = int(HEIGHT * HEIGHT / 55)
+    y, x = 2 * ((HEIGHT - side) // 4), 2 * ((WIDTH - side) // 4)
+    (t,) = tsn_centres(30, 1, 3)
+    # MMAction2's numbers on 0..255 RGB (the "torch" preset is the same mean/std on [0, 1]).
+    mean, std = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
+    crop = numpy_bilinear(ref.rgb[t, y : y + side, x : x + side], HEIGHT, HEIGHT)
+    np.testing.assert_allclose(inputs["rgb"][0, 0].numpy(), (crop - mean) / std, atol=2e-3)
+    for i in range(2):
+        q = numpy_bilinear(ref.flow[t + i, y : y + side, x : x + side], HEIGHT, HEIGHT)
+        np.testing.assert_allclose(
+            inputs["flow"][0, 0, ..., 2 * i : 2 * i + 2].numpy(), (q - 128) / 128, atol=1e-5
+        )
+
+
 @pytest.fixture(scope="module")
 def extracted_copies(tmp_path_factory):
     """A real clip extracted with flow_means.npy; copies without it and with altered means."""

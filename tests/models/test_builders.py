@@ -120,3 +120,24 @@ def test_builder_contract(name, tmp_path):
         for key in out:
             np.testing.assert_allclose(np.asarray(served[key]), out[key], atol=1e-5)
     assert os.path.exists(path)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(name for name, (kwargs, _) in CASES.items() if "backbone" in kwargs)
+)
+def test_torch_backbone_in_every_builder(name):
+    """Every builder that takes a backbone by name takes the torchvision-layout one.
+
+    tiny_torch is resnet50_torch's layout with one bottleneck per stage; the `.keras` round
+    trip and SavedModel export of a two-stream model with it are in tests/test_cli_convert.py.
+    """
+    kwargs, shapes = CASES[name]
+    model = MODELS[name](**{**kwargs, "backbone": "tiny_torch"})
+    assert model.get_config()["backbone"] == "tiny_torch"
+    # Its blocks (models named f"{backbone}_{block}") are torchvision's, by name.
+    blocks = {layer.name.rsplit("_", 1)[-1] for layer in model._flatten_layers()}
+    assert {"layer1.0", "layer4.0"} <= blocks
+    out = model.predict_on_batch(_inputs(shapes))
+    assert "fused" in out
+    for key, value in out.items():
+        np.testing.assert_allclose(np.asarray(value).sum(-1), 1.0, atol=1e-5, err_msg=key)
