@@ -87,7 +87,9 @@ def add_arguments(parser):
     common.add_on_error_argument(group)
     group = parser.add_argument_group("model (defaults: the model's paper)")
     group.add_argument(
-        "--backbone", help="resnet50, resnet101, bn_inception, vgg16, cnn_m_2048 or tiny"
+        "--backbone",
+        help="resnet50, resnet101, bn_inception, vgg16, cnn_m_2048, tiny, or a torchvision-layout "
+        "resnet50_torch, resnet101_torch, tiny_torch",
     )
     group.add_argument("--image-size", type=int)
     group.add_argument("--segments", type=int, help="TSN segments K (TCLSTA: frames per clip T)")
