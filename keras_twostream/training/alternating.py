@@ -18,14 +18,24 @@ gradients still move weights under momentum or Adam):
   it is traced: only that branch's variables are passed to
   `optimizer.apply`, so the other branch's weights and optimizer slots are not
   touched at all;
-* during a phase the other branch runs in inference mode (its batch
-  normalisation uses and keeps its moving statistics, its dropout is off) and
-  its inputs are wrapped in `stop_gradient`: the loss of the frozen branch's
-  output, which depends on the trained branch through the frozen branch's CMA
-  blocks, then contributes no gradient, so the update follows the loss of the
-  trained branch alone. Logs still report every output's loss and metrics.
-  Every variable of the frozen branch (weights, CMA blocks, BN moving
-  statistics) is therefore bit-for-bit unchanged;
+* during a phase the other branch runs in inference mode: its batch
+  normalisation uses and keeps its moving statistics and its dropout is off,
+  so every variable of the frozen branch (weights, CMA blocks, BN moving
+  statistics, dropout seeds) is bit-for-bit unchanged. Its path is NOT cut:
+  the paper freezes the other branch's weights, not the gradient through it,
+  so the gradient of the RGB loss also flows RGB -> Flow CMA block -> Flow
+  blocks -> the next RGB CMA block (issue 15 item 6);
+* the gradient follows "the loss of the current branch" (Sect. 4.3): the
+  compiled losses of the trained branch's outputs (`"rgb"`, `"rgb_*"`, with
+  their loss weights) plus the model's regularisation losses. The frozen
+  branch's output loss is left out of the gradient: with the path open it
+  would otherwise push the trained branch through the frozen CMA blocks.
+  A loss compiled on the fused output (`ScoreFusion`, `"fused"`; the default
+  `compile()` puts none there) is left out too: the paper trains each
+  iteration on the current branch's loss only, and the fused score is a
+  test-time combination (Sect. 5.2), so it trains only when every branch is
+  trained jointly (`training_branch=None`). Logs still report the total loss
+  and every output's loss and metrics;
 * changing the phase calls `model.make_train_function(force=True)`, so the
   next step is traced again; `fit` looks the step function up at every step,
   so a callback may change the phase between epochs.
@@ -155,7 +165,7 @@ class AlternatingTrainingMixin:
             else:
                 self.optimizer.build(self.trainable_variables)
 
-    # --- Forward pass: the frozen branch in inference mode, without gradients ----------
+    # --- Forward pass: the frozen branch in inference mode ---------------------------
     def _frozen_layer_ids(self):
         branch = self.training_branch
         return {
@@ -175,15 +185,12 @@ class AlternatingTrainingMixin:
             )
         frozen = self._frozen_layer_ids()
 
-        def stop(value):
-            return ops.stop_gradient(value) if ops.is_tensor(value) else value
-
         def operation_fn(operation):
             is_frozen = id(operation) in frozen
 
             def run(*args, **kwargs):
-                if is_frozen:
-                    args, kwargs = keras.tree.map_structure(stop, (args, kwargs))
+                # The frozen branch runs in inference mode; gradients still flow through it
+                # (the optimizer is only handed the trained branch's variables).
                 if "training" in getattr(operation, "_call_context_args", ()):
                     kwargs["training"] = not is_frozen
                 return operation(*args, **kwargs)
@@ -192,6 +199,47 @@ class AlternatingTrainingMixin:
 
         inputs = self._standardize_inputs(inputs)
         return self._run_through_graph(inputs, operation_fn=operation_fn)
+
+    # --- The loss of the current branch -----------------------------------------------
+    def _phase_losses(self, x, y, y_pred, sample_weight):
+        """`(total, branch_loss)`: the compiled total loss (updating every output's loss
+        tracker, for the logs) and the loss the phase's gradient follows: the compiled losses
+        of the trained branch's outputs, with their loss weights, plus the additional
+        (regularisation) losses. See the module docstring for the fused output."""
+        total = self.compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+        )
+        compiled = getattr(self, "_compile_loss", None)
+        flat_losses = getattr(compiled, "_flat_losses", None) or []
+        branch = self.training_branch
+        labels = self._expand_labels(y) if hasattr(self, "_expand_labels") else y
+        branch_loss = None
+        for path, loss_fn, loss_weight, _ in flat_losses:
+            # The branch's outputs are keyed by its name: "rgb" (or "rgb_*"), not "fused".
+            key = str(path[0]) if path else ""
+            if key != branch and not key.startswith(f"{branch}_"):
+                continue
+            if not isinstance(labels, dict) or not isinstance(y_pred, dict):
+                raise ValueError(
+                    f"{type(self).__name__}: branch-by-branch training needs labels and outputs "
+                    f"keyed by output name. Received labels of type {type(labels).__name__}"
+                )
+            weights = sample_weight
+            if isinstance(sample_weight, dict):
+                weights = sample_weight.get(path[0])
+            value = ops.cast(loss_fn(labels[path[0]], y_pred[path[0]], weights), "float32")
+            if loss_weight is not None:
+                value = value * loss_weight
+            branch_loss = value if branch_loss is None else branch_loss + value
+        if branch_loss is None:
+            raise ValueError(
+                f"Branch {branch!r} has no compiled loss on an output named {branch!r} or "
+                f"'{branch}_*': compile the model with a loss on it (the default compile() puts "
+                "one on every branch output)."
+            )
+        for loss in self.losses:  # regularisation losses, as Keras' compute_loss adds them
+            branch_loss = branch_loss + ops.cast(self._aggregate_additional_loss(loss), "float32")
+        return total, branch_loss
 
     # --- train_step -------------------------------------------------------------------
     def _loss_metric(self):
@@ -227,15 +275,13 @@ class AlternatingTrainingMixin:
         variables = self._phase_variables()
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            loss = self.compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-            )
+            total, loss = self._phase_losses(x, y, y_pred, sample_weight)
             tracker = self._loss_metric()
             if tracker is not None:
-                # Keras losses divide by the replica count; report the per-batch loss.
+                # Keras losses divide by the replica count; report the per-batch total loss.
                 replicas = tf.distribute.get_strategy().num_replicas_in_sync
                 tracker.update_state(
-                    loss * ops.cast(replicas, loss.dtype), sample_weight=_batch_size(x)
+                    total * ops.cast(replicas, total.dtype), sample_weight=_batch_size(x)
                 )
             loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, variables)
@@ -247,24 +293,40 @@ class AlternatingTrainingMixin:
 
         trainable_values, non_trainable_values, optimizer_values, metrics_values = state
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        grad_fn = jax.value_and_grad(self.compute_loss_and_updates, has_aux=True)
-        (_, aux), gradients = grad_fn(
-            trainable_values,
-            non_trainable_values,
-            metrics_values,
-            x,
-            y,
-            sample_weight,
-            training=True,
-            optimizer_variables=optimizer_values,
-        )
+        trainable_variables = self.trainable_variables
+        optimizer_variables = self.optimizer.variables
+
+        def phase_loss(trainable_values, non_trainable_values, metrics_values):
+            # As Keras' compute_loss_and_updates, but differentiating the current branch's loss.
+            y_pred, non_trainable_values, losses = self.stateless_call(
+                trainable_values, non_trainable_values, x, return_losses=True, training=True
+            )
+            if losses:  # forward-pass losses for self.losses
+                self._losses_override.clear()
+                self._losses_override = losses
+            mapping = (
+                list(zip(trainable_variables, trainable_values, strict=True))
+                + list(zip(self.non_trainable_variables, non_trainable_values, strict=True))
+                + list(zip(self.metrics_variables, metrics_values, strict=True))
+            )
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                total, loss = self._phase_losses(x, y, y_pred, sample_weight)
+            if losses:
+                self._losses_override.clear()
+            metrics_values = _current_values(scope, self.metrics_variables, metrics_values)
+            with keras.StatelessScope(
+                state_mapping=list(zip(optimizer_variables, optimizer_values, strict=True))
+            ):
+                loss = self.optimizer.scale_loss(loss)
+            return loss, (total, y_pred, non_trainable_values, metrics_values)
+
+        grad_fn = jax.value_and_grad(phase_loss, has_aux=True)
+        (_, aux), gradients = grad_fn(trainable_values, non_trainable_values, metrics_values)
         unscaled_loss, y_pred, non_trainable_values, metrics_values = aux
 
         # Apply the optimizer to the trained branch only; every other value is returned as is.
-        trainable_variables = self.trainable_variables
         selected = {id(v) for v in self._phase_variables()}
         indices = [i for i, v in enumerate(trainable_variables) if id(v) in selected]
-        optimizer_variables = self.optimizer.variables
         mapping = list(zip(trainable_variables, trainable_values, strict=True)) + list(
             zip(optimizer_variables, optimizer_values, strict=True)
         )
