@@ -73,3 +73,21 @@ def test_step_schedule_in_steps_and_epochs():
     rates = [float(schedule(step)) for step in (0, 399, 401, 799, 801)]
     np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-4, 1e-4, 1e-5], rtol=1e-6)
     assert float(optimizer.global_clipnorm) == 40.0
+
+
+def test_cma_pretrains_the_flow_branch_for_one_iteration_by_default():
+    """Issue 15 item 8: CMA Sect. 4.3 trains the Flow branch first; the length follows the
+    iteration's unless --pretrain-flow says otherwise (0: none)."""
+    settings = resolve_settings("cma", _train_args("--model", "cma"))
+    assert settings["pretrain_flow_epochs"] == 30 and settings["epochs"] == 90
+    settings = resolve_settings("cma", _train_args("--model", "cma", "--alternate-every", "2"))
+    assert settings["pretrain_flow_epochs"] == 2
+    settings = resolve_settings(
+        "cma", _train_args("--model", "cma", "--alternate-every", "2", "--pretrain-flow", "0")
+    )
+    assert settings["pretrain_flow_epochs"] is None
+    assert not resolve_settings("two_stream", _train_args("--model", "two_stream")).get(
+        "pretrain_flow_epochs"
+    )
+    with pytest.raises(UserError, match="--pretrain-flow"):
+        resolve_settings("two_stream", _train_args("--model", "two_stream", "--pretrain-flow", "3"))

@@ -124,6 +124,14 @@ def add_arguments(parser):
         metavar="EPOCHS",
         help="branch-by-branch training, EPOCHS per branch (CMA: 30); 0 trains the branches jointly",
     )
+    group.add_argument(
+        "--pretrain-flow",
+        type=int,
+        metavar="EPOCHS",
+        help="branch-by-branch training: first train the Flow branch alone for EPOCHS, its CMA "
+        "blocks kept identities, then alternate from RGB (CMA Sect. 4.3; default: the length of "
+        "one iteration, --alternate-every); 0 starts alternating at once",
+    )
     group = parser.add_argument_group("run")
     group.add_argument(
         "--output", help="output folder (default: keras_twostream_outputs/train/MODEL)"
@@ -224,6 +232,20 @@ def resolve_settings(model, args):
                 f"argument --alternate-every: expected >= 0 epochs, got {args.alternate_every}"
             )
         settings["alternating_epochs"] = args.alternate_every or None
+        if settings.get("pretrain_flow_epochs") and args.pretrain_flow is None:
+            # The pre-training lasts one iteration by default (Sect. 4.3 gives no length).
+            settings["pretrain_flow_epochs"] = args.alternate_every or None
+    if args.pretrain_flow is not None:
+        if args.pretrain_flow < 0:
+            raise UserError(
+                f"argument --pretrain-flow: expected >= 0 epochs, got {args.pretrain_flow}"
+            )
+        settings["pretrain_flow_epochs"] = args.pretrain_flow or None
+        if args.pretrain_flow and not settings.get("alternating_epochs"):
+            raise UserError(
+                "argument --pretrain-flow: the Flow pre-training comes before branch-by-branch "
+                "training, which this run does not use (--alternate-every EPOCHS; CMA only)"
+            )
     for key in ("batch_size", "image_size", "segments", "flow_length"):
         value = settings.get(key)
         if value is not None and value < 1:
@@ -522,11 +544,21 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
     if settings.get("alternating_epochs") and hasattr(model, "set_training_branch"):
         from keras_twostream.training import AlternatingSchedule
 
+        # CMA Sect. 4.3: the Flow branch is trained first (alone, its CMA blocks identities),
+        # then the iterations alternate from RGB.
+        pretrain = settings.get("pretrain_flow_epochs") or 0
+        if pretrain and "flow" not in model.branches:
+            raise UserError(
+                f"--pretrain-flow: the model has no 'flow' branch (its branches: "
+                f"{', '.join(model.branches)}); pass --pretrain-flow 0"
+            )
         callbacks.append(
             AlternatingSchedule(
                 settings["alternating_epochs"],
                 reset_learning_rate=settings["lr_schedule"] != "step",
                 reset_callbacks=plateau,  # Sect. 4.4: the plateau decay restarts each iteration
+                pretrain_branch="flow" if pretrain else None,
+                pretrain_epochs=pretrain,
             )
         )
     return callbacks, checkpoint

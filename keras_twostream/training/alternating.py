@@ -133,16 +133,56 @@ class AlternatingTrainingMixin:
                     variables.append(v)
         return variables
 
-    def set_training_branch(self, branch):
+    @property
+    def training_cross_layers(self):
+        """Whether a phase also trains the branch's cross-branch layers (e.g. its CMA blocks)."""
+        return getattr(self, "_training_cross_layers", True)
+
+    def cross_layers(self, branch):
+        """The layers of `branch` that read another branch's output: CMA's `"rgb_cma_*"`
+        blocks (queries from RGB, keys and values from Flow). Found in the functional graph."""
+        own = {id(layer) for layer in self.branch_layers(branch)}
+        others = {
+            id(layer)
+            for other in self.branches
+            if other != branch
+            for layer in self.branch_layers(other)
+        }
+        cross = []
+        for layer in self.layers:
+            if id(layer) not in own:
+                continue
+            parents = [
+                id(parent.operation)
+                for node in getattr(layer, "_inbound_nodes", ())
+                for parent in node.parent_nodes
+            ]
+            if any(parent in others for parent in parents):
+                cross.append(layer)
+        return cross
+
+    def set_training_branch(self, branch, with_cross_layers=True):
         """Trains only `branch` from the next step on (`None`: every branch).
 
         The other branches are frozen and run in inference mode; the train
         function is rebuilt so the change takes effect even inside `fit`.
+        With `with_cross_layers=False` the branch's own cross-branch layers
+        (`cross_layers`, e.g. its CMA blocks) are frozen too: the branch trains
+        as a single stream while its CMA blocks stay identities (the Flow
+        pre-training before iteration 1 of the CMA paper, Sect. 4.3).
         """
         self._check_branch(branch, allow_none=True)
+        if not isinstance(with_cross_layers, bool):
+            raise ValueError(
+                "Expected with_cross_layers to be a bool. "
+                f"Received: with_cross_layers={with_cross_layers!r}"
+            )
+        if branch is None and not with_cross_layers:
+            raise ValueError("with_cross_layers=False needs a branch to train; received None.")
         if branch is not None:
             _check_backend()
         self._training_branch = branch
+        self._training_cross_layers = with_cross_layers
         if getattr(self, "train_function", None) is not None:
             self.make_train_function(force=True)
 
@@ -168,12 +208,15 @@ class AlternatingTrainingMixin:
     # --- Forward pass: the frozen branch in inference mode ---------------------------
     def _frozen_layer_ids(self):
         branch = self.training_branch
-        return {
+        frozen = {
             id(layer)
             for other in self.branches
             if other != branch
             for layer in self.branch_layers(other)
         }
+        if not self.training_cross_layers:
+            frozen |= {id(layer) for layer in self.cross_layers(branch)}
+        return frozen
 
     def call(self, inputs, training=None, mask=None):
         if self.training_branch is None or not training:
@@ -252,6 +295,11 @@ class AlternatingTrainingMixin:
                 "model with an optimizer: call model.compile() first."
             )
         variables = self.branch_variables(self.training_branch)
+        if not self.training_cross_layers:
+            frozen = {
+                id(v) for layer in self.cross_layers(self.training_branch) for v in layer.variables
+            }
+            variables = [v for v in variables if id(v) not in frozen]
         if not variables:
             raise ValueError(
                 f"Branch {self.training_branch!r} has no trainable variables to train."
@@ -375,6 +423,20 @@ class AlternatingSchedule(keras.callbacks.Callback):
     * sets the fused score's weights `fusion_ratio : 1` toward the branch being
       trained (Sect. 5.2: 5:1 at iterations 1, 3, ... and 1:5 at 2, 4, ...).
 
+    With `pretrain_branch` (the CLI: `"flow"`), epochs `[0, P)` first train
+    that branch alone, before iteration 1 (Sect. 4.3: "we firstly train the
+    flow branch ... After that, ... we train the CMA Model in an iterative
+    way"): its CMA blocks stay frozen identities
+    (`set_training_branch(branch, with_cross_layers=False)`), so this
+    pre-training is the plain Flow stream, and the paper's iteration 1 then
+    starts from a trained Flow branch whose CMA blocks are "initially an
+    identity mapping". It is not an iteration of Table 1 (its `iter_0` is a
+    separately trained two-stream baseline, which the paper says it does not
+    use as initialisation); `iteration_for_epoch` numbers it 0. The
+    learning rate, optimizer state and `reset_callbacks` reset when it
+    starts and again when iteration 1 starts, and the fused score leans
+    toward the pre-trained branch meanwhile.
+
     Iterations follow the absolute epoch index, so `fit(initial_epoch=...)`
     resumes in the right iteration and one iteration may span several `fit`
     calls. After `fit`, the model keeps training the last branch; call
@@ -398,6 +460,10 @@ class AlternatingSchedule(keras.callbacks.Callback):
             counter of the previous iteration and cuts the freshly reset rate
             again and again (Sect. 4.4 resets the rate each iteration).
         verbose: print a line when an iteration starts.
+        pretrain_branch: a branch trained alone (its cross-branch layers
+            frozen) before iteration 1, or `None` for no pre-training.
+        pretrain_epochs: `P`, epochs of that pre-training (positive when
+            `pretrain_branch` is given).
 
     Example:
 
@@ -419,6 +485,8 @@ class AlternatingSchedule(keras.callbacks.Callback):
         reset_optimizer_state=True,
         reset_callbacks=(),
         verbose=1,
+        pretrain_branch=None,
+        pretrain_epochs=0,
     ):
         super().__init__()
         if (
@@ -445,7 +513,19 @@ class AlternatingSchedule(keras.callbacks.Callback):
                 "Expected initial_learning_rate > 0 or None. "
                 f"Received: initial_learning_rate={initial_learning_rate!r}"
             )
+        if isinstance(pretrain_epochs, bool) or not isinstance(pretrain_epochs, int):
+            raise ValueError(
+                "Expected pretrain_epochs to be a non-negative integer. "
+                f"Received: pretrain_epochs={pretrain_epochs!r}"
+            )
+        if (pretrain_branch is None) != (pretrain_epochs == 0) or pretrain_epochs < 0:
+            raise ValueError(
+                "Expected pretrain_epochs > 0 with a pretrain_branch, and 0 without one. "
+                f"Received: pretrain_branch={pretrain_branch!r}, pretrain_epochs={pretrain_epochs!r}"
+            )
         self.epochs_per_iteration = epochs_per_iteration
+        self.pretrain_branch = pretrain_branch
+        self.pretrain_epochs = pretrain_epochs
         self.branches = branches
         self.fusion_ratio = fusion_ratio
         self.reset_learning_rate = reset_learning_rate
@@ -458,15 +538,23 @@ class AlternatingSchedule(keras.callbacks.Callback):
 
     def _branches(self):
         branches = self.branches or tuple(self.model.branches)
-        for branch in branches:
+        for branch in (*branches, *([self.pretrain_branch] if self.pretrain_branch else [])):
             self.model._check_branch(branch)
         return branches
 
     def iteration_for_epoch(self, epoch):
-        """The 1-based iteration and the branch it trains, for a 0-based epoch index."""
+        """The 1-based iteration and the branch it trains, for a 0-based epoch index
+        (iteration 0: the pre-training of `pretrain_branch`)."""
         branches = self._branches()
-        iteration = epoch // self.epochs_per_iteration + 1
+        if epoch < self.pretrain_epochs:
+            return 0, self.pretrain_branch
+        iteration = (epoch - self.pretrain_epochs) // self.epochs_per_iteration + 1
         return iteration, branches[(iteration - 1) % len(branches)]
+
+    def _starts_iteration(self, epoch):
+        if epoch < self.pretrain_epochs:
+            return epoch == 0
+        return (epoch - self.pretrain_epochs) % self.epochs_per_iteration == 0
 
     def on_train_begin(self, logs=None):
         if not hasattr(self.model, "set_training_branch"):
@@ -488,10 +576,12 @@ class AlternatingSchedule(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         iteration, branch = self.iteration_for_epoch(epoch)
-        starts = epoch % self.epochs_per_iteration == 0
-        if not starts and branch == self.model.training_branch:
+        cross = iteration > 0  # the pre-training keeps the branch's CMA blocks frozen
+        starts = self._starts_iteration(epoch)
+        current = (self.model.training_branch, self.model.training_cross_layers)
+        if not starts and (branch, cross) == current:
             return
-        self.model.set_training_branch(branch)
+        self.model.set_training_branch(branch, with_cross_layers=cross)
         if self.fusion_ratio is not None:
             self.model.set_fusion_weights(self.model.fusion_weights_for(branch, self.fusion_ratio))
         if starts:
@@ -504,9 +594,13 @@ class AlternatingSchedule(keras.callbacks.Callback):
                 callback.on_train_begin()
         self.iteration, self.branch = iteration, branch
         if self.verbose:
-            print(
-                f"AlternatingSchedule: iteration {iteration} (epoch {epoch + 1}) trains the {branch!r} branch"
+            what = (
+                f"iteration {iteration} (epoch {epoch + 1}) trains the {branch!r} branch"
+                if iteration
+                else f"pre-training (epoch {epoch + 1}) trains the {branch!r} branch alone, its "
+                "cross-branch blocks frozen"
             )
+            print(f"AlternatingSchedule: {what}")
 
 
 def reset_optimizer_state(optimizer):

@@ -383,3 +383,40 @@ def test_a_phase_trains_as_if_the_frozen_variables_were_simply_not_updated():
         assert all(np.array_equal(a, b) for a, b in zip(values, after["flow"][key], strict=True)), (
             key
         )
+
+
+def test_flow_pretraining_comes_before_iteration_1():
+    """CMA Sect. 4.3 (issue 15 item 8): the Flow branch is trained first, alone, then the
+    iterations alternate from RGB; the pre-training keeps the Flow CMA blocks frozen."""
+    model = make_model()
+    schedule = AlternatingSchedule(2, pretrain_branch="flow", pretrain_epochs=1, verbose=0)
+    schedule.set_model(model)
+    assert [schedule.iteration_for_epoch(e) for e in range(6)] == [
+        (0, "flow"),
+        (1, "rgb"),
+        (1, "rgb"),
+        (2, "flow"),
+        (2, "flow"),
+        (3, "rgb"),
+    ]
+    assert [schedule._starts_iteration(e) for e in range(6)] == [True, True, False, True] + [
+        False,
+        True,
+    ]
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    schedule.on_train_begin()
+    schedule.on_epoch_begin(0)
+    assert (model.training_branch, model.training_cross_layers) == ("flow", False)
+    cma = {id(v) for layer in model.cma_layers("flow") for v in layer.variables}
+    assert {id(layer) for layer in model.cross_layers("flow")} == {
+        id(layer) for layer in model.cma_layers("flow")
+    }
+    trained = model._phase_variables()
+    assert trained and not cma & {id(v) for v in trained}
+    assert {id(v) for v in trained} == {id(v) for v in model.branch_variables("flow")} - cma
+    schedule.on_epoch_begin(1)
+    assert (model.training_branch, model.training_cross_layers) == ("rgb", True)
+    with pytest.raises(ValueError, match="pretrain_epochs"):
+        AlternatingSchedule(1, pretrain_branch="flow")
+    with pytest.raises(ValueError, match="with_cross_layers"):
+        model.set_training_branch("rgb", with_cross_layers="no")
