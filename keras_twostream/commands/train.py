@@ -145,7 +145,9 @@ def add_arguments(parser):
     )
     group = parser.add_argument_group("run")
     group.add_argument(
-        "--output", help="output folder (default: keras_twostream_outputs/train/MODEL)"
+        "--output",
+        help="output folder (default: keras_twostream_outputs/train/MODEL, or MODEL_STREAM with "
+        "--stream spatial|temporal)",
     )
     group.add_argument(
         "--seed", type=int, default=0, help="seeds Python, NumPy, the backend and the data order"

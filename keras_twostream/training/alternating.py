@@ -4,9 +4,10 @@ The training strategy of the cross-modality attention paper (Chi et al. 2019,
 Sect. 4.3): iteration 1 trains the RGB branch "according to the loss of the
 current branch" with every layer of the Flow branch frozen, CMA blocks
 included; iteration 2 trains the Flow branch with the RGB branch frozen; and so
-on. The learning rate is reset to its initial value at the start of every
-iteration (Sect. 4.4) and the fused score leans 5:1 toward the branch trained
-last (Sect. 5.2).
+on, after the Flow branch was first trained alone (`AlternatingSchedule(
+pretrain_branch="flow")`, its CMA blocks kept identities). The learning
+rate is reset to its initial value at the start of every iteration (Sect.
+4.4) and the fused score leans 5:1 toward the branch trained last (Sect. 5.2).
 
 How the freezing works (see docs PITFALLS: toggling `layer.trainable` from a
 callback does nothing on TensorFlow once `fit` has traced its step, and zeroed
