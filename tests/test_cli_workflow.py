@@ -548,7 +548,7 @@ def test_streams_trained_separately_then_fused(workflow, tmp_path):
     data = ["--annotations", str(workflow.data)]
     tiny = [
         "--model", "two_stream", "--backbone", "tiny", "--image-size", "32", "--segments", "2",
-        "--flow-length", "2", "--batch-size", "9", "--epochs", "1", "--verbose", "0",
+        "--flow-length", "2", "--batch-size", "9", "--epochs", "1", "--val", "none", "--verbose", "0",
     ]  # fmt: skip
     scores = {}
     for stream, modality in (("spatial", "rgb"), ("temporal", "flow")):
