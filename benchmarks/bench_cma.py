@@ -123,7 +123,7 @@ def bench_model(args):
         f"{args.backbone}, {size}x{size}, batch {batch} clips x K={segments} segments (so {batch * segments} images per "
         f"branch), RGB + {flow_length} flow fields, 5 CMA blocks per branch, {classes} classes, SGD with momentum; "
         f"medians of {args.steps} steps x {args.rounds} interleaved rounds. In an RGB phase the Flow branch runs forward "
-        "only (inference mode, no gradient).\n\n"
+        "in inference mode, its weights frozen (the RGB loss's gradient still flows through it).\n\n"
         f"{time_table}\n\n{params_table}"
     )
     return body

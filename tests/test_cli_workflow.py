@@ -489,3 +489,99 @@ def test_mirrored_mixed_precision_training_from_the_shell(workflow, tmp_path):
     assert any((out / "checkpoints").iterdir())
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"]))
+
+
+def test_cma_trains_the_flow_branch_first_by_default(workflow, tmp_path):
+    """Issue 15 item 8, CMA Sect. 4.3: the Flow branch is trained first, alone (its CMA blocks
+    stay identities), then the iterations alternate from RGB. Epoch 1 (pre-training) leaves the
+    RGB branch and the Flow CMA blocks bit-for-bit as initialised and moves the Flow backbone;
+    epoch 2 (iteration 1) trains RGB with Flow frozen."""
+    import keras
+
+    from keras_twostream.models import build_cma, load_model
+
+    init = tmp_path / "init.keras"
+    build_cma(9, backbone="tiny", image_size=32, num_segments=2, flow_length=2).save(init)
+    run = tmp_path / "cma"
+    args = [
+        "train", str(workflow.frames), "--annotations", str(workflow.data), "--output", str(run),
+        "--model", "cma", "--backbone", "tiny", "--image-size", "32", "--segments", "2",
+        "--flow-length", "2", "--batch-size", "9", "--weights", str(init), "--val", "none",
+        "--alternate-every", "1", "--verbose", "0",
+    ]  # fmt: skip
+
+    def branch_values(path):
+        model = load_model(path)
+        values = {
+            branch: {
+                (i, v.path): keras.ops.convert_to_numpy(v)
+                for i, v in enumerate(model.branch_variables(branch, trainable_only=False))
+                if "seed_generator" not in v.path
+            }
+            for branch in model.branches
+        }
+        cma = {id(v) for layer in model.cross_layers("flow") for v in layer.variables}
+        keys = {
+            (i, v.path)
+            for i, v in enumerate(model.branch_variables("flow", trainable_only=False))
+            if id(v) in cma
+        }
+        return values, keys
+
+    initial, flow_cma = branch_values(init)
+    assert flow_cma
+    assert main([*args, "--epochs", "1"]) == 0
+    info = json.loads((run / "train.json").read_text())
+    assert info["training"]["pretrain_flow_epochs"] == 1 and "pretrain_flow" in info["arguments"]
+    trained, _ = branch_values(run / "last.keras")
+    changed = {
+        branch: {k for k, v in values.items() if not np.array_equal(v, initial[branch][k])}
+        for branch, values in trained.items()
+    }
+    assert not changed["rgb"] and not changed["flow"] & flow_cma
+    assert any("flow_backbone" in path or "flow_classifier" in path for _, path in changed["flow"])
+    # The first alternating iteration then trains RGB (tested in tests/training).
+
+
+def test_streams_trained_separately_then_fused(workflow, tmp_path):
+    """Issue 15 item 9, the two-stream paper's procedure (Sects. 5-6): the spatial and the
+    temporal nets are trained as separate runs, each evaluated on the test videos, and their
+    per-video scores fused: train --stream spatial -> evaluate -> train --stream temporal ->
+    evaluate -> fuse."""
+    from keras_twostream.evaluation.scores import load_scores
+    from keras_twostream.models import load_model
+
+    data = ["--annotations", str(workflow.data)]
+    tiny = [
+        "--model", "two_stream", "--backbone", "tiny", "--image-size", "32", "--segments", "2",
+        "--flow-length", "2", "--batch-size", "9", "--epochs", "1", "--val", "none", "--verbose", "0",
+    ]  # fmt: skip
+    scores = {}
+    for stream, modality in (("spatial", "rgb"), ("temporal", "flow")):
+        run, out = tmp_path / stream, tmp_path / f"eval_{stream}"
+        train = ["train", str(workflow.frames), *data, "--output", str(run), "--stream", stream]
+        assert main([*train, *tiny]) == 0
+        model = load_model(run / "best.keras")
+        assert list(model.input) == [modality] and list(model.output) == [stream]
+        info = json.loads((run / "train.json").read_text())
+        assert info["training"]["stream"] == stream and info["arguments"]["stream"] == stream
+        # No ImageNet weights for the tiny backbone: the spatial net starts from scratch too.
+        assert info["training"]["weights"] == "none"
+        evaluate = ["evaluate", str(run), str(workflow.frames), *data, "--output", str(out)]
+        assert main([*evaluate, "--frames", "1", "--crops", "1"]) == 0
+        scores[stream] = load_scores(out / "scores.npz")
+        assert list(scores[stream].scores) == [stream]
+    fused = tmp_path / "fused.npz"
+    spec = [
+        f"{tmp_path}/eval_spatial/scores.npz:spatial",
+        f"{tmp_path}/eval_temporal/scores.npz:temporal",
+    ]
+    assert main(["fuse", *spec, "--method", "average", "--output", str(fused)]) == 0
+    result = load_scores(fused)
+    assert result.videos.tolist() == scores["spatial"].videos.tolist()
+    order = [scores["temporal"].videos.tolist().index(v) for v in result.videos]
+    np.testing.assert_allclose(
+        result.scores["fused_average"],
+        (scores["spatial"].scores["spatial"] + scores["temporal"].scores["temporal"][order]) / 2,
+        atol=1e-6,
+    )

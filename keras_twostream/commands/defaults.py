@@ -21,6 +21,9 @@ Fields:
   or `epochs`;
 - `alternating_epochs`: epochs per iteration of CMA's branch-by-branch
   training (`AlternatingSchedule`), `None` for joint training;
+- `pretrain_flow_epochs`: epochs of Flow-branch pre-training before the
+  alternating iterations (CMA, Sect. 4.3; its CMA blocks stay identities),
+  `None` or 0 for none; `--alternate-every N` alone also sets it to `N`;
 - `flow_normalization`, `mean_subtract_flow`: see
   `keras_twostream.data.make_dataset`;
 - `test_frames`, `test_crops`: the test protocol of `keras-twostream evaluate`;
@@ -76,6 +79,7 @@ PAPER_DEFAULTS = {
         "iterations": Default(80000, "Sect. 5, Training (from scratch)"),
         "epochs": Default(None, ""),
         "alternating_epochs": Default(None, ""),
+        "pretrain_flow_epochs": Default(None, ""),
         "flow_normalization": Default("pixels", "Sect. 3.1 (displacements in pixels)"),
         "mean_subtract_flow": Default(True, "Sect. 3.1, Table 1b (mean displacement subtraction)"),
         "test_frames": Default(25, "Sect. 5, Testing"),
@@ -107,6 +111,7 @@ PAPER_DEFAULTS = {
         "iterations": Default(20000, "Sect. 4.1 (ResNets; 30,000 for VGG-16)"),
         "epochs": Default(None, ""),
         "alternating_epochs": Default(None, ""),
+        "pretrain_flow_epochs": Default(None, ""),
         "flow_normalization": Default("pixels", _SILENT),
         "mean_subtract_flow": Default(True, "not given; the two-stream paper's Sect. 3.1"),
         "test_frames": Default(10, "Sect. 4.7 (10 snippets per video)"),
@@ -133,9 +138,16 @@ PAPER_DEFAULTS = {
         "lr_factor": Default(0.1, "Sect. 4.4, Training"),
         "iterations": Default(None, ""),
         "epochs": Default(
-            60, "Sect. 4.3 (30 epochs per iteration; iterations 1-2: RGB, then Flow)"
+            90,
+            "Sect. 4.3 (Flow pre-training, then 30 epochs per iteration; iterations 1-2: RGB, "
+            "then Flow)",
         ),
         "alternating_epochs": Default(30, "Sect. 4.3"),
+        "pretrain_flow_epochs": Default(
+            30,
+            "Sect. 4.3 (the Flow branch is trained first, its CMA blocks identities; the epochs "
+            "are not given: one iteration's length)",
+        ),
         "flow_normalization": Default(
             "bound", "Sect. 4.4, Input (truncated to +-20, scaled to [-1, 1])"
         ),
@@ -167,6 +179,7 @@ PAPER_DEFAULTS = {
         ),
         "epochs": Default(None, ""),
         "alternating_epochs": Default(None, ""),
+        "pretrain_flow_epochs": Default(None, ""),
         "flow_normalization": Default("pixels", "Sect. IV-B-1 (flow as in the two-stream paper)"),
         "mean_subtract_flow": Default(
             True, "the two-stream paper's Sect. 3.1, which TCLSTA follows"
@@ -197,6 +210,7 @@ PAPER_DEFAULTS = {
         "iterations": Default(None, ""),
         "epochs": Default(120, "Implementation details (80 spatial / 120 temporal: the longer)"),
         "alternating_epochs": Default(None, ""),
+        "pretrain_flow_epochs": Default(None, ""),
         "flow_normalization": Default("pixels", "unused"),
         "mean_subtract_flow": Default(True, "unused"),
         "test_frames": Default(25, "TSN's protocol"),
@@ -238,6 +252,7 @@ _TABLE_FIELDS = (
     ("weight_decay", "weight decay"),
     ("clipnorm", "gradient clipping"),
     ("alternating_epochs", "epochs per branch iteration"),
+    ("pretrain_flow_epochs", "Flow pre-training epochs"),
     ("flow_normalization", "flow scaling"),
     ("mean_subtract_flow", "flow mean subtraction"),
     ("test_frames", "test frames"),

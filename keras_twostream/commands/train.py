@@ -39,6 +39,9 @@ from keras_twostream.commands import UserError, common
 from keras_twostream.commands.defaults import training_defaults
 
 COMMAND = "train"
+STREAM_CHOICES = ("spatial", "temporal", "both")
+# Backbones with keras.applications ImageNet weights (keras_twostream.backbones.weights).
+IMAGENET_BACKBONES = ("resnet50", "resnet101", "vgg16")
 
 
 def add_arguments(parser):
@@ -87,6 +90,14 @@ def add_arguments(parser):
     common.add_on_error_argument(group)
     group = parser.add_argument_group("model (defaults: the model's paper)")
     group.add_argument(
+        "--stream",
+        choices=list(STREAM_CHOICES),
+        help="two_stream only: train one net alone as the paper does (Sects. 5-6), then `evaluate` "
+        "each run and `fuse` their scores. spatial: the RGB net, from ImageNet where the backbone "
+        "has weights, fine-tuning schedule; temporal: the flow net from scratch, its own schedule "
+        "(both scaled to --epochs). Default: both, jointly in one fit (docs/cli.md)",
+    )
+    group.add_argument(
         "--backbone",
         help="resnet50, resnet101, bn_inception, vgg16, cnn_m_2048, tiny, or a torchvision-layout "
         "resnet50_torch, resnet101_torch, tiny_torch",
@@ -128,9 +139,19 @@ def add_arguments(parser):
         metavar="EPOCHS",
         help="branch-by-branch training, EPOCHS per branch (CMA: 30); 0 trains the branches jointly",
     )
+    group.add_argument(
+        "--pretrain-flow",
+        type=int,
+        metavar="EPOCHS",
+        help="branch-by-branch training: first train the Flow branch alone for EPOCHS, its CMA "
+        "blocks kept identities, then alternate from RGB (CMA Sect. 4.3; default: the length of "
+        "one iteration, --alternate-every); 0 starts alternating at once",
+    )
     group = parser.add_argument_group("run")
     group.add_argument(
-        "--output", help="output folder (default: keras_twostream_outputs/train/MODEL)"
+        "--output",
+        help="output folder (default: keras_twostream_outputs/train/MODEL, or MODEL_STREAM with "
+        "--stream spatial|temporal)",
     )
     group.add_argument(
         "--seed", type=int, default=0, help="seeds Python, NumPy, the backend and the data order"
@@ -200,6 +221,9 @@ def resolve_settings(model, args):
     """
     settings = training_defaults(model)
     finetune = settings.pop("finetune", {}) or {}
+    stream = _check_stream(model, getattr(args, "stream", None))
+    if stream in ("spatial", "temporal"):
+        _stream_weights(settings, args, stream)
     overrides = {
         "backbone": args.backbone,
         "image_size": args.image_size,
@@ -215,9 +239,14 @@ def resolve_settings(model, args):
         "weight_decay": args.weight_decay,
         "clipnorm": args.clipnorm,
     }
-    weights = args.weights if args.weights is not None else settings["weights"]
+    if stream in ("spatial", "temporal"):
+        overrides["weights"] = None  # chosen per stream by _stream_weights
+    weights = overrides["weights"] if overrides["weights"] is not None else settings["weights"]
     if str(weights).lower() != "none":
         settings.update(finetune)
+    settings["stream"] = stream
+    # The paper's run length, for scaling its decay points to a shorter --epochs (per-stream runs).
+    settings["paper_iterations"] = settings.get("iterations")
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if args.epochs is not None:
         settings["epochs"], settings["iterations"] = args.epochs, None
@@ -228,6 +257,20 @@ def resolve_settings(model, args):
                 f"argument --alternate-every: expected >= 0 epochs, got {args.alternate_every}"
             )
         settings["alternating_epochs"] = args.alternate_every or None
+        if settings.get("pretrain_flow_epochs") and args.pretrain_flow is None:
+            # The pre-training lasts one iteration by default (Sect. 4.3 gives no length).
+            settings["pretrain_flow_epochs"] = args.alternate_every or None
+    if args.pretrain_flow is not None:
+        if args.pretrain_flow < 0:
+            raise UserError(
+                f"argument --pretrain-flow: expected >= 0 epochs, got {args.pretrain_flow}"
+            )
+        settings["pretrain_flow_epochs"] = args.pretrain_flow or None
+        if args.pretrain_flow and not settings.get("alternating_epochs"):
+            raise UserError(
+                "argument --pretrain-flow: the Flow pre-training comes before branch-by-branch "
+                "training, which this run does not use (--alternate-every EPOCHS; CMA only)"
+            )
     for key in ("batch_size", "image_size", "segments", "flow_length"):
         value = settings.get(key)
         if value is not None and value < 1:
@@ -239,6 +282,78 @@ def resolve_settings(model, args):
     if not settings["lr"] > 0:
         raise UserError(f"argument --lr: expected a positive learning rate, got {settings['lr']}")
     return settings
+
+
+def _check_stream(model, stream):
+    """`--stream` applies to `two_stream` only; `None` there means `"both"`."""
+    if stream is None:
+        return "both" if model == "two_stream" else None
+    if model != "two_stream":
+        raise UserError(
+            f"argument --stream: applies to --model two_stream only (the two-stream paper trains "
+            f"its spatial and temporal nets separately); {model} trains its streams together in "
+            "one model, so leave --stream out"
+        )
+    return stream
+
+
+def _stream_weights(settings, args, stream):
+    """The paper's initialisation of one stream (two-stream paper, Sects. 5-6).
+
+    spatial: pre-trained on ImageNet (ILSVRC-2012) and fine-tuned, so `--weights`
+    defaults to `imagenet` where the backbone has keras.applications weights
+    (ResNets, VGG-16); the paper's CNN-M-2048 has none here, so it starts from
+    scratch with a note. temporal: trained from scratch (Sect. 6), so `--weights
+    imagenet` is not used for it (a note says so); a weights file is used as given.
+    """
+    backbone = str(args.backbone or settings.get("backbone") or "")
+    weights = args.weights
+    if stream == "spatial":
+        if weights is None:
+            weights = "imagenet" if backbone in IMAGENET_BACKBONES else "none"
+            if weights == "none":
+                common.say(
+                    COMMAND,
+                    f"--stream spatial: the paper pre-trains the spatial net on ImageNet, but "
+                    f"{backbone} has no ImageNet weights here; training it from scratch (pass "
+                    "--backbone resnet50 or --weights FILE)",
+                )
+    else:
+        if weights is not None and str(weights).lower() == "imagenet":
+            common.say(
+                COMMAND,
+                "--stream temporal: the temporal net trains from scratch (two-stream paper, "
+                "Sect. 6); --weights imagenet applies to the spatial stream only",
+            )
+            weights = "none"
+        weights = weights or "none"
+    settings["weights"] = weights
+
+
+def scale_boundaries(settings, epochs, steps_per_epoch):
+    """The paper's decay points as fractions of its run length, applied to this run.
+
+    A per-stream run (`--stream spatial|temporal`) with `--epochs` keeps its paper
+    schedule's shape: the temporal net's 50K/70K of 80K iterations become 62.5% and
+    87.5% of the run's steps. Nothing changes when the run has the paper's length,
+    the boundaries were given on the command line, or are in epochs.
+
+    Example:
+
+    >>> from keras_twostream.commands.train import scale_boundaries
+    >>> scale_boundaries({"lr_boundaries": ["50000", "70000"], "paper_iterations": 80000},
+    ...                  epochs=8, steps_per_epoch=10)
+    ['50', '70']
+    """
+    boundaries = settings.get("lr_boundaries") or []
+    total = settings.get("paper_iterations")
+    if not boundaries or not total or any(str(b).endswith("ep") for b in boundaries):
+        return boundaries
+    steps = epochs * steps_per_epoch
+    scaled = [max(1, round(int(b) / total * steps)) for b in boundaries]
+    if scaled != sorted(set(scaled)):  # too short a run to keep every decay apart
+        scaled = sorted(set(scaled))
+    return [str(b) for b in scaled]
 
 
 def parse_boundaries(boundaries, steps_per_epoch):
@@ -526,11 +641,21 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
     if settings.get("alternating_epochs") and hasattr(model, "set_training_branch"):
         from keras_twostream.training import AlternatingSchedule
 
+        # CMA Sect. 4.3: the Flow branch is trained first (alone, its CMA blocks identities),
+        # then the iterations alternate from RGB.
+        pretrain = settings.get("pretrain_flow_epochs") or 0
+        if pretrain and "flow" not in model.branches:
+            raise UserError(
+                f"--pretrain-flow: the model has no 'flow' branch (its branches: "
+                f"{', '.join(model.branches)}); pass --pretrain-flow 0"
+            )
         callbacks.append(
             AlternatingSchedule(
                 settings["alternating_epochs"],
                 reset_learning_rate=settings["lr_schedule"] != "step",
                 reset_callbacks=plateau,  # Sect. 4.4: the plateau decay restarts each iteration
+                pretrain_branch="flow" if pretrain else None,
+                pretrain_epochs=pretrain,
             )
         )
     return callbacks, checkpoint
@@ -698,7 +823,12 @@ def run(args):
         )
     settings = resolve_settings(name, args)
     model_args = {**settings.pop("model_args", {}), **_parse_model_args(args.model_arg)}
-    output = Path(args.output or Path("keras_twostream_outputs") / "train" / name)
+    stream = settings.get("stream")
+    if stream in ("spatial", "temporal"):
+        # One net of the two-stream paper, trained alone; `fuse` combines the runs' scores.
+        model_args.setdefault("streams", [stream])
+    run_name = f"{name}_{stream}" if stream in ("spatial", "temporal") else name
+    output = Path(args.output or Path("keras_twostream_outputs") / "train" / run_name)
     arguments = run_arguments(args)
     check_rerun(output, arguments, args.restart)
     # One seed fixes initialisation, sampling and augmentation (issue #9).
@@ -759,6 +889,16 @@ def run(args):
             COMMAND,
             f"{settings['iterations']} iterations (the paper's) = {epochs} epochs of {steps_per_epoch} steps",
         )
+    if stream in ("spatial", "temporal") and args.epochs is not None and args.lr_boundaries is None:
+        scaled = scale_boundaries(settings, epochs, steps_per_epoch)
+        if scaled != settings["lr_boundaries"]:
+            common.say(
+                COMMAND,
+                f"--stream {stream}: the paper's decay points {', '.join(settings['lr_boundaries'])} "
+                f"of {settings['paper_iterations']} iterations scaled to this run's "
+                f"{epochs * steps_per_epoch} steps: {', '.join(scaled)}",
+            )
+            settings["lr_boundaries"] = scaled
     weights = settings.get("weights")
     init_from = weights if weights and str(weights).endswith(".keras") else None
     if weights and str(weights).lower() not in ("none", "imagenet") and not os.path.isfile(weights):

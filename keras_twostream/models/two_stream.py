@@ -112,6 +112,12 @@ class TwoStream(VideoClassifier):
         synchronized: synchronised batch normalisation across the replicas of a
             `tf.distribute` strategy in both backbones (TensorFlow only); with
             `False` each replica normalises with its own batch statistics.
+        streams: the streams to build, `("spatial", "temporal")` (the
+            default) or one of them. A one-stream model takes only its input
+            (`"rgb"` or `"flow"`) and has only that stream's outputs, no
+            `"fused"`: the paper trains the two nets separately (Sects. 5-6)
+            and fuses their saved scores afterwards (`keras-twostream fuse`,
+            `keras_twostream.evaluation.fusion`); `train --stream` builds it.
         spatial_weights: `None`, `"imagenet"` or a weights file for the
             spatial backbone (only used when building; not saved in config).
         temporal_weights: the same for the temporal backbone; RGB weights are
@@ -142,11 +148,21 @@ class TwoStream(VideoClassifier):
         consensus="avg",
         fusion_weights=(1.0, 1.0),
         synchronized=False,
+        streams=STREAMS,
         spatial_weights=None,
         temporal_weights=None,
         **kwargs,
     ):
         tasks = _normalize_num_classes(num_classes)
+        if isinstance(streams, str):
+            streams = (streams,)
+        streams = tuple(streams) if isinstance(streams, (list, tuple)) else ()
+        if not streams or len(set(streams)) != len(streams) or set(streams) - set(STREAMS):
+            raise ValueError(
+                "Expected streams to be ('spatial', 'temporal'), ('spatial',) or ('temporal',). "
+                f"Received: streams={streams!r}"
+            )
+        streams = tuple(s for s in STREAMS if s in streams)  # network order
         primary = next(iter(tasks))
         for arg, value in (
             ("image_size", image_size),
@@ -160,57 +176,54 @@ class TwoStream(VideoClassifier):
         kwargs.setdefault("name", "two_stream")
 
         # === Layers ===
-        spatial_backbone = get_backbone(
-            backbone,
-            input_shape=(image_size, image_size, 3),
-            weights=spatial_weights,
-            stream="spatial",
-            dropout=spatial_dropout,
-            synchronized=synchronized,
-            name="spatial_backbone",
-        )
-        temporal_backbone = get_backbone(
-            backbone,
-            input_shape=(image_size, image_size, 2 * flow_length),
-            weights=temporal_weights,
-            stream="temporal",
-            dropout=temporal_dropout,
-            synchronized=synchronized,
-            name="temporal_backbone",
-        )
+        modality = {"spatial": "rgb", "temporal": "flow"}
+        channels = {"spatial": 3, "temporal": 2 * flow_length}
+        dropouts = {"spatial": spatial_dropout, "temporal": temporal_dropout}
+        init = {"spatial": spatial_weights, "temporal": temporal_weights}
+        backbones = {
+            stream: get_backbone(
+                backbone,
+                input_shape=(image_size, image_size, channels[stream]),
+                weights=init[stream],
+                stream=stream,
+                dropout=dropouts[stream],
+                synchronized=synchronized,
+                name=f"{stream}_backbone",
+            )
+            for stream in streams
+        }
 
         # === Functional Model ===
         inputs = {
-            "rgb": keras.Input((num_segments, image_size, image_size, 3), name="rgb"),
-            "flow": keras.Input(
-                (num_segments, image_size, image_size, 2 * flow_length), name="flow"
-            ),
+            modality[stream]: keras.Input(
+                (num_segments, image_size, image_size, channels[stream]), name=modality[stream]
+            )
+            for stream in streams
         }
         logits = {}
-        for stream, key, net, dropout in (
-            ("spatial", "rgb", spatial_backbone, spatial_dropout),
-            ("temporal", "flow", temporal_backbone, temporal_dropout),
-        ):
+        for stream in streams:
+            net = backbones[stream]
             x = FoldSegments(name=f"{stream}_fold")(
-                inputs[key]
+                inputs[modality[stream]]
             )  # [B, K, H, W, C] -> [B*K, H, W, C]
             features = net(x)["features"]  # -> [B*K, D]
             # VGG-16 and CNN-M-2048 already end in fc7 + dropout (Fig. 1): no second dropout.
-            dropout = 0.0 if head_applies_dropout(net) else dropout
+            dropout = 0.0 if head_applies_dropout(net) else dropouts[stream]
             logits[stream] = apply_stream_heads(
                 features, tasks, num_segments, consensus, dropout, stream
             )
         outputs = {}
         for task in tasks:
             probs = []
-            for stream in STREAMS:
+            for stream in streams:
                 name = output_name(stream, task, primary)
                 outputs[name] = keras.layers.Activation("softmax", dtype="float32", name=name)(
                     logits[stream][task]
                 )
                 probs.append(outputs[name])
-            fused = output_name("fused", task, primary)
-            outputs[fused] = ScoreFusion(fusion_weights, dtype="float32", name=fused)(probs)
+            if len(streams) > 1:
+                fused = output_name("fused", task, primary)
+                outputs[fused] = ScoreFusion(fusion_weights, dtype="float32", name=fused)(probs)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
@@ -224,13 +237,15 @@ class TwoStream(VideoClassifier):
         self.consensus = consensus
         self.fusion_weights = tuple(float(w) for w in fusion_weights)
         self.synchronized = synchronized
-        self.spatial_backbone = spatial_backbone
-        self.temporal_backbone = temporal_backbone
-        label_map = {output_name(s, t, primary): t for t in tasks for s in (*STREAMS, "fused")}
+        self.streams = streams
+        self.spatial_backbone = backbones.get("spatial")
+        self.temporal_backbone = backbones.get("temporal")
+        named = (*streams, "fused") if len(streams) > 1 else streams
+        label_map = {output_name(s, t, primary): t for t in tasks for s in named}
         self._set_contract(
             {name: tuple(t.shape[1:]) for name, t in inputs.items()},
             label_map,
-            [output_name(s, t, primary) for t in tasks for s in STREAMS],
+            [output_name(s, t, primary) for t in tasks for s in streams],
         )
 
     def get_config(self):
@@ -247,6 +262,7 @@ class TwoStream(VideoClassifier):
             "consensus": self.consensus,
             "fusion_weights": list(self.fusion_weights),
             "synchronized": self.synchronized,
+            "streams": list(self.streams),
         }
 
 

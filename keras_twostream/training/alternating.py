@@ -4,9 +4,10 @@ The training strategy of the cross-modality attention paper (Chi et al. 2019,
 Sect. 4.3): iteration 1 trains the RGB branch "according to the loss of the
 current branch" with every layer of the Flow branch frozen, CMA blocks
 included; iteration 2 trains the Flow branch with the RGB branch frozen; and so
-on. The learning rate is reset to its initial value at the start of every
-iteration (Sect. 4.4) and the fused score leans 5:1 toward the branch trained
-last (Sect. 5.2).
+on, after the Flow branch was first trained alone (`AlternatingSchedule(
+pretrain_branch="flow")`, its CMA blocks kept identities). The learning
+rate is reset to its initial value at the start of every iteration (Sect.
+4.4) and the fused score leans 5:1 toward the branch trained last (Sect. 5.2).
 
 How the freezing works (see docs PITFALLS: toggling `layer.trainable` from a
 callback does nothing on TensorFlow once `fit` has traced its step, and zeroed
@@ -18,14 +19,24 @@ gradients still move weights under momentum or Adam):
   it is traced: only that branch's variables are passed to
   `optimizer.apply`, so the other branch's weights and optimizer slots are not
   touched at all;
-* during a phase the other branch runs in inference mode (its batch
-  normalisation uses and keeps its moving statistics, its dropout is off) and
-  its inputs are wrapped in `stop_gradient`: the loss of the frozen branch's
-  output, which depends on the trained branch through the frozen branch's CMA
-  blocks, then contributes no gradient, so the update follows the loss of the
-  trained branch alone. Logs still report every output's loss and metrics.
-  Every variable of the frozen branch (weights, CMA blocks, BN moving
-  statistics) is therefore bit-for-bit unchanged;
+* during a phase the other branch runs in inference mode: its batch
+  normalisation uses and keeps its moving statistics and its dropout is off,
+  so every variable of the frozen branch (weights, CMA blocks, BN moving
+  statistics, dropout seeds) is bit-for-bit unchanged. Its path is NOT cut:
+  the paper freezes the other branch's weights, not the gradient through it,
+  so the gradient of the RGB loss also flows RGB -> Flow CMA block -> Flow
+  blocks -> the next RGB CMA block (issue 15 item 6);
+* the gradient follows "the loss of the current branch" (Sect. 4.3): the
+  compiled losses of the trained branch's outputs (`"rgb"`, `"rgb_*"`, with
+  their loss weights) plus the model's regularisation losses. The frozen
+  branch's output loss is left out of the gradient: with the path open it
+  would otherwise push the trained branch through the frozen CMA blocks.
+  A loss compiled on the fused output (`ScoreFusion`, `"fused"`; the default
+  `compile()` puts none there) is left out too: the paper trains each
+  iteration on the current branch's loss only, and the fused score is a
+  test-time combination (Sect. 5.2), so it trains only when every branch is
+  trained jointly (`training_branch=None`). Logs still report the total loss
+  and every output's loss and metrics;
 * changing the phase calls `model.make_train_function(force=True)`, so the
   next step is traced again; `fit` looks the step function up at every step,
   so a callback may change the phase between epochs.
@@ -123,16 +134,56 @@ class AlternatingTrainingMixin:
                     variables.append(v)
         return variables
 
-    def set_training_branch(self, branch):
+    @property
+    def training_cross_layers(self):
+        """Whether a phase also trains the branch's cross-branch layers (e.g. its CMA blocks)."""
+        return getattr(self, "_training_cross_layers", True)
+
+    def cross_layers(self, branch):
+        """The layers of `branch` that read another branch's output: CMA's `"rgb_cma_*"`
+        blocks (queries from RGB, keys and values from Flow). Found in the functional graph."""
+        own = {id(layer) for layer in self.branch_layers(branch)}
+        others = {
+            id(layer)
+            for other in self.branches
+            if other != branch
+            for layer in self.branch_layers(other)
+        }
+        cross = []
+        for layer in self.layers:
+            if id(layer) not in own:
+                continue
+            parents = [
+                id(parent.operation)
+                for node in getattr(layer, "_inbound_nodes", ())
+                for parent in node.parent_nodes
+            ]
+            if any(parent in others for parent in parents):
+                cross.append(layer)
+        return cross
+
+    def set_training_branch(self, branch, with_cross_layers=True):
         """Trains only `branch` from the next step on (`None`: every branch).
 
         The other branches are frozen and run in inference mode; the train
         function is rebuilt so the change takes effect even inside `fit`.
+        With `with_cross_layers=False` the branch's own cross-branch layers
+        (`cross_layers`, e.g. its CMA blocks) are frozen too: the branch trains
+        as a single stream while its CMA blocks stay identities (the Flow
+        pre-training before iteration 1 of the CMA paper, Sect. 4.3).
         """
         self._check_branch(branch, allow_none=True)
+        if not isinstance(with_cross_layers, bool):
+            raise ValueError(
+                "Expected with_cross_layers to be a bool. "
+                f"Received: with_cross_layers={with_cross_layers!r}"
+            )
+        if branch is None and not with_cross_layers:
+            raise ValueError("with_cross_layers=False needs a branch to train; received None.")
         if branch is not None:
             _check_backend()
         self._training_branch = branch
+        self._training_cross_layers = with_cross_layers
         if getattr(self, "train_function", None) is not None:
             self.make_train_function(force=True)
 
@@ -155,15 +206,18 @@ class AlternatingTrainingMixin:
             else:
                 self.optimizer.build(self.trainable_variables)
 
-    # --- Forward pass: the frozen branch in inference mode, without gradients ----------
+    # --- Forward pass: the frozen branch in inference mode ---------------------------
     def _frozen_layer_ids(self):
         branch = self.training_branch
-        return {
+        frozen = {
             id(layer)
             for other in self.branches
             if other != branch
             for layer in self.branch_layers(other)
         }
+        if not self.training_cross_layers:
+            frozen |= {id(layer) for layer in self.cross_layers(branch)}
+        return frozen
 
     def call(self, inputs, training=None, mask=None):
         if self.training_branch is None or not training:
@@ -175,15 +229,12 @@ class AlternatingTrainingMixin:
             )
         frozen = self._frozen_layer_ids()
 
-        def stop(value):
-            return ops.stop_gradient(value) if ops.is_tensor(value) else value
-
         def operation_fn(operation):
             is_frozen = id(operation) in frozen
 
             def run(*args, **kwargs):
-                if is_frozen:
-                    args, kwargs = keras.tree.map_structure(stop, (args, kwargs))
+                # The frozen branch runs in inference mode; gradients still flow through it
+                # (the optimizer is only handed the trained branch's variables).
                 if "training" in getattr(operation, "_call_context_args", ()):
                     kwargs["training"] = not is_frozen
                 return operation(*args, **kwargs)
@@ -192,6 +243,47 @@ class AlternatingTrainingMixin:
 
         inputs = self._standardize_inputs(inputs)
         return self._run_through_graph(inputs, operation_fn=operation_fn)
+
+    # --- The loss of the current branch -----------------------------------------------
+    def _phase_losses(self, x, y, y_pred, sample_weight):
+        """`(total, branch_loss)`: the compiled total loss (updating every output's loss
+        tracker, for the logs) and the loss the phase's gradient follows: the compiled losses
+        of the trained branch's outputs, with their loss weights, plus the additional
+        (regularisation) losses. See the module docstring for the fused output."""
+        total = self.compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+        )
+        compiled = getattr(self, "_compile_loss", None)
+        flat_losses = getattr(compiled, "_flat_losses", None) or []
+        branch = self.training_branch
+        labels = self._expand_labels(y) if hasattr(self, "_expand_labels") else y
+        branch_loss = None
+        for path, loss_fn, loss_weight, _ in flat_losses:
+            # The branch's outputs are keyed by its name: "rgb" (or "rgb_*"), not "fused".
+            key = str(path[0]) if path else ""
+            if key != branch and not key.startswith(f"{branch}_"):
+                continue
+            if not isinstance(labels, dict) or not isinstance(y_pred, dict):
+                raise ValueError(
+                    f"{type(self).__name__}: branch-by-branch training needs labels and outputs "
+                    f"keyed by output name. Received labels of type {type(labels).__name__}"
+                )
+            weights = sample_weight
+            if isinstance(sample_weight, dict):
+                weights = sample_weight.get(path[0])
+            value = ops.cast(loss_fn(labels[path[0]], y_pred[path[0]], weights), "float32")
+            if loss_weight is not None:
+                value = value * loss_weight
+            branch_loss = value if branch_loss is None else branch_loss + value
+        if branch_loss is None:
+            raise ValueError(
+                f"Branch {branch!r} has no compiled loss on an output named {branch!r} or "
+                f"'{branch}_*': compile the model with a loss on it (the default compile() puts "
+                "one on every branch output)."
+            )
+        for loss in self.losses:  # regularisation losses, as Keras' compute_loss adds them
+            branch_loss = branch_loss + ops.cast(self._aggregate_additional_loss(loss), "float32")
+        return total, branch_loss
 
     # --- train_step -------------------------------------------------------------------
     def _loss_metric(self):
@@ -204,6 +296,11 @@ class AlternatingTrainingMixin:
                 "model with an optimizer: call model.compile() first."
             )
         variables = self.branch_variables(self.training_branch)
+        if not self.training_cross_layers:
+            frozen = {
+                id(v) for layer in self.cross_layers(self.training_branch) for v in layer.variables
+            }
+            variables = [v for v in variables if id(v) not in frozen]
         if not variables:
             raise ValueError(
                 f"Branch {self.training_branch!r} has no trainable variables to train."
@@ -227,15 +324,13 @@ class AlternatingTrainingMixin:
         variables = self._phase_variables()
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            loss = self.compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-            )
+            total, loss = self._phase_losses(x, y, y_pred, sample_weight)
             tracker = self._loss_metric()
             if tracker is not None:
-                # Keras losses divide by the replica count; report the per-batch loss.
+                # Keras losses divide by the replica count; report the per-batch total loss.
                 replicas = tf.distribute.get_strategy().num_replicas_in_sync
                 tracker.update_state(
-                    loss * ops.cast(replicas, loss.dtype), sample_weight=_batch_size(x)
+                    total * ops.cast(replicas, total.dtype), sample_weight=_batch_size(x)
                 )
             loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, variables)
@@ -247,24 +342,40 @@ class AlternatingTrainingMixin:
 
         trainable_values, non_trainable_values, optimizer_values, metrics_values = state
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        grad_fn = jax.value_and_grad(self.compute_loss_and_updates, has_aux=True)
-        (_, aux), gradients = grad_fn(
-            trainable_values,
-            non_trainable_values,
-            metrics_values,
-            x,
-            y,
-            sample_weight,
-            training=True,
-            optimizer_variables=optimizer_values,
-        )
+        trainable_variables = self.trainable_variables
+        optimizer_variables = self.optimizer.variables
+
+        def phase_loss(trainable_values, non_trainable_values, metrics_values):
+            # As Keras' compute_loss_and_updates, but differentiating the current branch's loss.
+            y_pred, non_trainable_values, losses = self.stateless_call(
+                trainable_values, non_trainable_values, x, return_losses=True, training=True
+            )
+            if losses:  # forward-pass losses for self.losses
+                self._losses_override.clear()
+                self._losses_override = losses
+            mapping = (
+                list(zip(trainable_variables, trainable_values, strict=True))
+                + list(zip(self.non_trainable_variables, non_trainable_values, strict=True))
+                + list(zip(self.metrics_variables, metrics_values, strict=True))
+            )
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                total, loss = self._phase_losses(x, y, y_pred, sample_weight)
+            if losses:
+                self._losses_override.clear()
+            metrics_values = _current_values(scope, self.metrics_variables, metrics_values)
+            with keras.StatelessScope(
+                state_mapping=list(zip(optimizer_variables, optimizer_values, strict=True))
+            ):
+                loss = self.optimizer.scale_loss(loss)
+            return loss, (total, y_pred, non_trainable_values, metrics_values)
+
+        grad_fn = jax.value_and_grad(phase_loss, has_aux=True)
+        (_, aux), gradients = grad_fn(trainable_values, non_trainable_values, metrics_values)
         unscaled_loss, y_pred, non_trainable_values, metrics_values = aux
 
         # Apply the optimizer to the trained branch only; every other value is returned as is.
-        trainable_variables = self.trainable_variables
         selected = {id(v) for v in self._phase_variables()}
         indices = [i for i, v in enumerate(trainable_variables) if id(v) in selected]
-        optimizer_variables = self.optimizer.variables
         mapping = list(zip(trainable_variables, trainable_values, strict=True)) + list(
             zip(optimizer_variables, optimizer_values, strict=True)
         )
@@ -313,6 +424,20 @@ class AlternatingSchedule(keras.callbacks.Callback):
     * sets the fused score's weights `fusion_ratio : 1` toward the branch being
       trained (Sect. 5.2: 5:1 at iterations 1, 3, ... and 1:5 at 2, 4, ...).
 
+    With `pretrain_branch` (the CLI: `"flow"`), epochs `[0, P)` first train
+    that branch alone, before iteration 1 (Sect. 4.3: "we firstly train the
+    flow branch ... After that, ... we train the CMA Model in an iterative
+    way"): its CMA blocks stay frozen identities
+    (`set_training_branch(branch, with_cross_layers=False)`), so this
+    pre-training is the plain Flow stream, and the paper's iteration 1 then
+    starts from a trained Flow branch whose CMA blocks are "initially an
+    identity mapping". It is not an iteration of Table 1 (its `iter_0` is a
+    separately trained two-stream baseline, which the paper says it does not
+    use as initialisation); `iteration_for_epoch` numbers it 0. The
+    learning rate, optimizer state and `reset_callbacks` reset when it
+    starts and again when iteration 1 starts, and the fused score leans
+    toward the pre-trained branch meanwhile.
+
     Iterations follow the absolute epoch index, so `fit(initial_epoch=...)`
     resumes in the right iteration and one iteration may span several `fit`
     calls. After `fit`, the model keeps training the last branch; call
@@ -336,6 +461,10 @@ class AlternatingSchedule(keras.callbacks.Callback):
             counter of the previous iteration and cuts the freshly reset rate
             again and again (Sect. 4.4 resets the rate each iteration).
         verbose: print a line when an iteration starts.
+        pretrain_branch: a branch trained alone (its cross-branch layers
+            frozen) before iteration 1, or `None` for no pre-training.
+        pretrain_epochs: `P`, epochs of that pre-training (positive when
+            `pretrain_branch` is given).
 
     Example:
 
@@ -357,6 +486,8 @@ class AlternatingSchedule(keras.callbacks.Callback):
         reset_optimizer_state=True,
         reset_callbacks=(),
         verbose=1,
+        pretrain_branch=None,
+        pretrain_epochs=0,
     ):
         super().__init__()
         if (
@@ -383,7 +514,19 @@ class AlternatingSchedule(keras.callbacks.Callback):
                 "Expected initial_learning_rate > 0 or None. "
                 f"Received: initial_learning_rate={initial_learning_rate!r}"
             )
+        if isinstance(pretrain_epochs, bool) or not isinstance(pretrain_epochs, int):
+            raise ValueError(
+                "Expected pretrain_epochs to be a non-negative integer. "
+                f"Received: pretrain_epochs={pretrain_epochs!r}"
+            )
+        if (pretrain_branch is None) != (pretrain_epochs == 0) or pretrain_epochs < 0:
+            raise ValueError(
+                "Expected pretrain_epochs > 0 with a pretrain_branch, and 0 without one. "
+                f"Received: pretrain_branch={pretrain_branch!r}, pretrain_epochs={pretrain_epochs!r}"
+            )
         self.epochs_per_iteration = epochs_per_iteration
+        self.pretrain_branch = pretrain_branch
+        self.pretrain_epochs = pretrain_epochs
         self.branches = branches
         self.fusion_ratio = fusion_ratio
         self.reset_learning_rate = reset_learning_rate
@@ -396,15 +539,23 @@ class AlternatingSchedule(keras.callbacks.Callback):
 
     def _branches(self):
         branches = self.branches or tuple(self.model.branches)
-        for branch in branches:
+        for branch in (*branches, *([self.pretrain_branch] if self.pretrain_branch else [])):
             self.model._check_branch(branch)
         return branches
 
     def iteration_for_epoch(self, epoch):
-        """The 1-based iteration and the branch it trains, for a 0-based epoch index."""
+        """The 1-based iteration and the branch it trains, for a 0-based epoch index
+        (iteration 0: the pre-training of `pretrain_branch`)."""
         branches = self._branches()
-        iteration = epoch // self.epochs_per_iteration + 1
+        if epoch < self.pretrain_epochs:
+            return 0, self.pretrain_branch
+        iteration = (epoch - self.pretrain_epochs) // self.epochs_per_iteration + 1
         return iteration, branches[(iteration - 1) % len(branches)]
+
+    def _starts_iteration(self, epoch):
+        if epoch < self.pretrain_epochs:
+            return epoch == 0
+        return (epoch - self.pretrain_epochs) % self.epochs_per_iteration == 0
 
     def on_train_begin(self, logs=None):
         if not hasattr(self.model, "set_training_branch"):
@@ -426,10 +577,12 @@ class AlternatingSchedule(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         iteration, branch = self.iteration_for_epoch(epoch)
-        starts = epoch % self.epochs_per_iteration == 0
-        if not starts and branch == self.model.training_branch:
+        cross = iteration > 0  # the pre-training keeps the branch's CMA blocks frozen
+        starts = self._starts_iteration(epoch)
+        current = (self.model.training_branch, self.model.training_cross_layers)
+        if not starts and (branch, cross) == current:
             return
-        self.model.set_training_branch(branch)
+        self.model.set_training_branch(branch, with_cross_layers=cross)
         if self.fusion_ratio is not None:
             self.model.set_fusion_weights(self.model.fusion_weights_for(branch, self.fusion_ratio))
         if starts:
@@ -442,9 +595,13 @@ class AlternatingSchedule(keras.callbacks.Callback):
                 callback.on_train_begin()
         self.iteration, self.branch = iteration, branch
         if self.verbose:
-            print(
-                f"AlternatingSchedule: iteration {iteration} (epoch {epoch + 1}) trains the {branch!r} branch"
+            what = (
+                f"iteration {iteration} (epoch {epoch + 1}) trains the {branch!r} branch"
+                if iteration
+                else f"pre-training (epoch {epoch + 1}) trains the {branch!r} branch alone, its "
+                "cross-branch blocks frozen"
             )
+            print(f"AlternatingSchedule: {what}")
 
 
 def reset_optimizer_state(optimizer):

@@ -217,6 +217,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             "step": int(step),
             "global_step": int(self._global_step),
             "training_branch": getattr(self.model, "training_branch", None),
+            "training_cross_layers": getattr(self.model, "training_cross_layers", True),
             "paths": paths,
         }
         temp = tempfile.mkdtemp(dir=self.directory, prefix=".tmp-")
@@ -314,8 +315,12 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
     def _restore_phase_and_variables(self, state):
         branch = state[0].get("training_branch")
-        if hasattr(self.model, "set_training_branch") and branch != self.model.training_branch:
-            self.model.set_training_branch(branch)
+        cross = state[0].get("training_cross_layers", True)
+        if hasattr(self.model, "set_training_branch") and (branch, cross) != (
+            self.model.training_branch,
+            self.model.training_cross_layers,
+        ):
+            self.model.set_training_branch(branch, with_cross_layers=cross)
         self._restore_variables(state)
 
     def on_train_batch_begin(self, batch, logs=None):

@@ -105,3 +105,27 @@ def test_bad_input_names_key_and_shape():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tiny(**kwargs)
+
+
+def test_one_stream_model_is_that_stream_of_the_two_stream_model(tmp_path):
+    """`streams=["temporal"]` (or spatial) builds one net alone, the paper's separate training:
+    with the two-stream model's weights for it, the same probabilities; only its input, no
+    fused output; its config round-trips."""
+    both = tiny()
+    x = inputs()
+    expected = both.predict(x, verbose=0)
+    for stream, key in (("spatial", "rgb"), ("temporal", "flow")):
+        one = tiny(streams=[stream])
+        assert list(one.input) == [key] and list(one.output) == [stream]
+        layers = {layer.name for layer in one.layers if layer.weights}
+        for layer in one.layers:
+            if layer.name in layers:
+                layer.set_weights(both.get_layer(layer.name).get_weights())
+        got = one.predict({key: x[key]}, verbose=0)[stream]
+        np.testing.assert_allclose(got, expected[stream], atol=1e-6)
+        one.save(tmp_path / f"{stream}.keras")
+        loaded = keras.saving.load_model(tmp_path / f"{stream}.keras")
+        assert loaded.streams == (stream,)
+        np.testing.assert_allclose(loaded.predict({key: x[key]}, verbose=0)[stream], got, atol=1e-6)
+    with pytest.raises(ValueError, match="streams"):
+        tiny(streams=["audio"])
