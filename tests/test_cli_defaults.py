@@ -134,3 +134,19 @@ def test_each_stream_gets_the_papers_initialisation_and_schedule():
     assert scale_boundaries(settings, epochs=8, steps_per_epoch=10) == ["50", "70"]
     with pytest.raises(UserError, match="--stream: applies to --model two_stream only"):
         resolve_settings("cma", _train_args("--model", "cma", "--stream", "spatial"))
+
+
+def test_accumulate_splits_the_batch_of_an_update():
+    """Issue 19 item 4: `--accumulate N` keeps --batch-size as the batch of one update."""
+    from keras_twostream.commands.train import make_optimizer
+
+    settings = resolve_settings("cma", _train_args("--model", "cma", "--accumulate", "4"))
+    assert settings["batch_size"] == 128 and settings["accumulate"] == 4  # 4 x 32 per update
+    assert make_optimizer(settings, steps_per_epoch=10).gradient_accumulation_steps == 4
+    plain = resolve_settings("cma", _train_args("--model", "cma"))
+    assert plain["accumulate"] == 1
+    assert make_optimizer(plain, steps_per_epoch=10).gradient_accumulation_steps is None
+    with pytest.raises(UserError, match="must split into 3 equal micro-batches"):
+        resolve_settings("cma", _train_args("--model", "cma", "--accumulate", "3"))
+    with pytest.raises(UserError, match="mpa_sal alternates"):
+        resolve_settings("mpa_sal", _train_args("--model", "mpa_sal", "--accumulate", "2"))

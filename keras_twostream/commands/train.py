@@ -118,7 +118,18 @@ def add_arguments(parser):
     )
     group = parser.add_argument_group("optimisation (defaults: the model's paper)")
     group.add_argument("--epochs", type=int)
-    group.add_argument("--batch-size", type=int)
+    group.add_argument(
+        "--batch-size", type=int, help="samples per optimizer update (the paper's batch)"
+    )
+    group.add_argument(
+        "--accumulate",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split each batch into N micro-batches and accumulate their gradients before one "
+        "update, so the papers' batches (256, 128, 64) fit one device; --batch-size stays the "
+        "batch of an update and must be a multiple of N",
+    )
     group.add_argument("--lr", type=float, help="base learning rate")
     group.add_argument("--lr-schedule", choices=["step", "plateau", "constant"])
     group.add_argument(
@@ -281,7 +292,26 @@ def resolve_settings(model, args):
         raise UserError(f"argument --epochs: expected a positive integer, got {settings['epochs']}")
     if not settings["lr"] > 0:
         raise UserError(f"argument --lr: expected a positive learning rate, got {settings['lr']}")
+    settings["accumulate"] = _check_accumulate(model, getattr(args, "accumulate", 1), settings)
     return settings
+
+
+def _check_accumulate(model, accumulate, settings):
+    """`--accumulate N`: N micro-batches of `batch_size / N` per optimizer update."""
+    accumulate = 1 if accumulate is None else accumulate
+    if accumulate < 1:
+        raise UserError(f"argument --accumulate: expected a positive integer, got {accumulate}")
+    if accumulate > 1 and settings["batch_size"] % accumulate:
+        raise UserError(
+            f"argument --accumulate: --batch-size {settings['batch_size']} is the batch of one "
+            f"update and must split into {accumulate} equal micro-batches"
+        )
+    if accumulate > 1 and model == "mpa_sal":
+        raise UserError(
+            "argument --accumulate: mpa_sal alternates its discriminator and generator updates "
+            "at every step (Algorithm 1), which gradient accumulation would change; leave it out"
+        )
+    return accumulate
 
 
 def _check_stream(model, stream):
@@ -413,6 +443,10 @@ def make_optimizer(settings, steps_per_epoch):
         kwargs["weight_decay"] = settings["weight_decay"]
     if settings.get("clipnorm"):
         kwargs["global_clipnorm"] = settings["clipnorm"]
+    if settings.get("accumulate", 1) > 1:
+        # Keras averages the N micro-batch gradients and updates once; `iterations` (and so
+        # the schedule) counts updates, and the coupled decay is added once per update.
+        kwargs["gradient_accumulation_steps"] = settings["accumulate"]
     from keras_twostream.training.coupled_sgd import CoupledSGD
 
     return CoupledSGD(**kwargs)
@@ -881,8 +915,10 @@ def run(args):
         raise UserError(f"{source}: {num_classes} class; classification needs at least 2")
 
     # === Model ===
-    batch_size = settings["batch_size"]
-    steps_per_epoch = math.ceil(len(train_table) / batch_size)
+    accumulate = settings.get("accumulate", 1)
+    batch_size = settings["batch_size"] // accumulate  # the micro-batch the pipeline serves
+    # Schedules count optimizer updates: N micro-batches make one (--accumulate N).
+    steps_per_epoch = max(1, math.ceil(len(train_table) / batch_size) // accumulate)
     epochs = settings.get("epochs") or max(1, math.ceil(settings["iterations"] / steps_per_epoch))
     if not settings.get("epochs"):
         common.say(
@@ -1008,7 +1044,9 @@ def run(args):
     common.say(
         COMMAND,
         f"{name}: {len(train_table)} training and {0 if val_table is None else len(val_table)} validation "
-        f"videos, {num_classes} classes; {epochs} epochs of {steps_per_epoch} steps (batch {batch_size}, "
+        f"videos, {num_classes} classes; {epochs} epochs of {steps_per_epoch} steps (batch "
+        f"{settings['batch_size']}"
+        f"{f' = {accumulate} micro-batches of {batch_size}' if accumulate > 1 else ''}, "
         f"lr {settings['lr']:g}, {settings['lr_schedule']} schedule)",
     )
     import tensorflow as tf

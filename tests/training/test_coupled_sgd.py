@@ -94,3 +94,27 @@ def test_inside_loss_scaling_and_serialisation():
     assert isinstance(restored, CoupledSGD) and restored.weight_decay == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="weight_decay"):
         CoupledSGD(weight_decay=-1.0)
+
+
+def test_gradient_accumulation_equals_the_large_batch():
+    # `train --accumulate N`: N micro-batches of B/N give the update of one batch of B, with the
+    # momentum and the coupled decay applied once per update (issue 19 item 4).
+    rng = np.random.RandomState(1)
+    x, y = rng.randn(16, 4).astype("float32"), rng.randn(16, 3).astype("float32")
+    kernel, bias = rng.randn(4, 3).astype("float32"), rng.randn(3).astype("float32")
+
+    def trained(batch_size, **optimizer_kwargs):
+        model = linear_model(kernel, bias)
+        optimizer = CoupledSGD(LR * 10, momentum=MOMENTUM, weight_decay=WD * 10, **optimizer_kwargs)
+        model.compile(optimizer=optimizer, loss="mse")
+        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        return model.get_weights(), int(optimizer.iterations)
+
+    large, updates = trained(8)
+    accumulated, accumulated_updates = trained(2, gradient_accumulation_steps=4)
+    assert updates == accumulated_updates == 2  # 16 samples: two updates either way
+    for a, b in zip(large, accumulated, strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-6)
+    # Without accumulation the same micro-batches make 8 updates and another result.
+    separate, _ = trained(2)
+    assert not np.allclose(separate[0], large[0], atol=1e-4)
