@@ -217,7 +217,10 @@ def build_parser():
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
     args = build_parser().parse_args(argv)
+    # The words after the command: what the user gave explicitly (`train --config` needs it).
+    args.argv = argv[argv.index(args.command) + 1 :] if args.command in argv else []
     if args.command not in _FILE_COMMANDS:
         _start_tensorflow_quietly()
     try:

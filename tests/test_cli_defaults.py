@@ -150,3 +150,35 @@ def test_accumulate_splits_the_batch_of_an_update():
         resolve_settings("cma", _train_args("--model", "cma", "--accumulate", "3"))
     with pytest.raises(UserError, match="mpa_sal alternates"):
         resolve_settings("mpa_sal", _train_args("--model", "mpa_sal", "--accumulate", "2"))
+
+
+def test_config_reads_back_what_train_writes(tmp_path):
+    """Issue 19 item 5: `train --config RUN/train.json` takes the recorded arguments as defaults;
+    options on the command line override them, even when they equal the parser's defaults."""
+    import json
+
+    from keras_twostream.cli import build_parser, main
+    from keras_twostream.commands.train import apply_config, run_arguments
+
+    words = ["frames", "--model", "cma", "--epochs", "4", "--lr", "0.02"]
+    original = build_parser().parse_args(
+        ["train", *words, "--batch-size", "8", "--accumulate", "2"]
+    )
+    recorded = json.loads(json.dumps(run_arguments(original), default=str))
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({"arguments": recorded}))
+
+    def merged(*argv):
+        args = build_parser().parse_args(["train", *argv])
+        return apply_config(args, list(argv))
+
+    args = merged("--config", str(config), "--epochs", "6")
+    assert run_arguments(args) == {**recorded, "epochs": 6}
+    assert args.data == "frames" and args.model == "cma" and args.accumulate == 2
+    assert merged("--config", str(config), "--accumulate", "1").accumulate == 1  # explicit wins
+    assert merged("other_frames", "--config", str(config)).data == "other_frames"
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(UserError, match="records no training arguments"):
+        merged("--config", str(tmp_path / "empty.json"))
+    assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
+    assert main(["train", "frames"]) == 2  # neither --model nor --config

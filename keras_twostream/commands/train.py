@@ -28,6 +28,7 @@ normalisation, `--strategy multi-worker` on the JAX backend across processes
 (docs/distributed.md), `--mixed-precision` in float16 (GPU) or bfloat16 (CPU).
 """
 
+import argparse
 import json
 import math
 import os
@@ -57,12 +58,21 @@ def add_arguments(parser):
     2
     """
     parser.add_argument(
-        "data", help="frame folder from `keras-twostream extract`, or a folder of videos"
+        "data",
+        nargs="?",
+        help="frame folder from `keras-twostream extract`, or a folder of videos (may come from "
+        "--config)",
     )
     parser.add_argument(
         "--model",
-        required=True,
-        help="architecture: two_stream, stpn, cma, tclsta, mpa_sal (keras_twostream.models.MODELS)",
+        help="architecture: two_stream, stpn, cma, tclsta, mpa_sal (keras_twostream.models.MODELS); "
+        "required unless --config gives it",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="TRAIN_JSON",
+        help="the train.json of an earlier run: its recorded arguments are the defaults of this "
+        "one, and every option given on this command line overrides them",
     )
     group = parser.add_argument_group("data")
     group.add_argument(
@@ -701,7 +711,57 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
 
 
 # Arguments that do not change what a run trains: a rerun may differ in them and still resume.
-_RESUME_NEUTRAL = ("restart", "verbose", "func", "command", "save_every", "workers", "output")
+_RESUME_NEUTRAL = (
+    "restart", "verbose", "func", "command", "save_every", "workers", "output", "config", "argv",
+)  # fmt: skip
+
+
+def explicit_options(argv):
+    """The `train` arguments that `argv` (the words after `train`) gives, without defaults.
+
+    Example:
+
+    >>> from keras_twostream.commands.train import explicit_options
+    >>> sorted(explicit_options(["frames", "--epochs", "3", "--config", "run/train.json"]))
+    ['config', 'data', 'epochs']
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    for action in parser._actions:  # every default suppressed: only what argv says remains
+        action.default, action.required = argparse.SUPPRESS, False
+    namespace, _ = parser.parse_known_args(argv)
+    return set(vars(namespace))
+
+
+def apply_config(args, argv):
+    """`train --config RUN/train.json`: the recorded `arguments` fill what `argv` leaves out.
+
+    Args:
+        args: the parsed `train` arguments.
+        argv: the command-line words after `train` (what the user gave explicitly).
+
+    Returns:
+        `args`, updated in place.
+
+    Raises:
+        UserError: the file cannot be read or records no arguments.
+    """
+    path = Path(args.config)
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("arguments")
+    except (OSError, ValueError) as error:
+        raise UserError(f"argument --config: cannot read {path}: {error}") from None
+    if not isinstance(recorded, dict):
+        raise UserError(
+            f"argument --config: {path} records no training arguments (expected the train.json "
+            "that `keras-twostream train` writes, with an 'arguments' entry)"
+        )
+    explicit = explicit_options(argv)
+    known = vars(args)
+    for key, value in recorded.items():
+        if key in known and key not in explicit and key != "config":
+            setattr(args, key, value)
+    return args
 
 
 def run_arguments(args):
@@ -850,6 +910,13 @@ def run(args):
         set_seed,
     )
 
+    if args.config:
+        apply_config(args, getattr(args, "argv", None) or [])
+    for value, what in ((args.data, "DATA"), (args.model, "--model")):
+        if value is None:
+            raise UserError(
+                f"the following arguments are required: {what} (or --config TRAIN_JSON)"
+            )
     name = args.model
     if name not in MODELS:
         raise UserError(
