@@ -182,3 +182,16 @@ def test_config_reads_back_what_train_writes(tmp_path):
         merged("--config", str(tmp_path / "empty.json"))
     assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
     assert main(["train", "frames"]) == 2  # neither --model nor --config
+
+
+def test_two_stream_trains_with_its_papers_augmentation():
+    """Issue 19: the two-stream paper's crops (Sect. 5) are its CLI default; the TSN-based
+    models keep TSN's multi-scale crops; --augmentation chooses either."""
+    assert resolve_settings("two_stream", _train_args("--model", "two_stream"))["augmentation"] == (
+        "two_stream"
+    )
+    for name in ("stpn", "cma", "tclsta", "mpa_sal"):
+        assert resolve_settings(name, _train_args("--model", name))["augmentation"] == "tsn"
+    args = _train_args("--model", "cma", "--augmentation", "two_stream")
+    assert resolve_settings("cma", args)["augmentation"] == "two_stream"
+    assert "| training augmentation | two_stream (Sect. 5, Training" in markdown_table()

@@ -24,8 +24,8 @@ Fields:
 - `pretrain_flow_epochs`: epochs of Flow-branch pre-training before the
   alternating iterations (CMA, Sect. 4.3; its CMA blocks stay identities),
   `None` or 0 for none; `--alternate-every N` alone also sets it to `N`;
-- `flow_normalization`, `mean_subtract_flow`: see
-  `keras_twostream.data.make_dataset`;
+- `flow_normalization`, `mean_subtract_flow`, `augmentation` (`"tsn"` or
+  `"two_stream"`): see `keras_twostream.data.make_dataset`;
 - `test_frames`, `test_crops`: the test protocol of `keras-twostream evaluate`;
 - `model_args`: other builder arguments (`--model-arg` overrides them);
 - `test_views`: `"frame"` scores one snippet per view (the model rebuilt with
@@ -82,6 +82,9 @@ PAPER_DEFAULTS = {
         "pretrain_flow_epochs": Default(None, ""),
         "flow_normalization": Default("pixels", "Sect. 3.1 (displacements in pixels)"),
         "mean_subtract_flow": Default(True, "Sect. 3.1, Table 1b (mean displacement subtraction)"),
+        "augmentation": Default(
+            "two_stream", "Sect. 5, Training (random crops of the whole frame, flips, RGB jitter)"
+        ),
         "test_frames": Default(25, "Sect. 5, Testing"),
         "test_crops": Default(10, "Sect. 5, Testing (4 corners + centre, flipped)"),
         "test_views": Default("frame", "Sect. 5, Testing"),
@@ -114,6 +117,7 @@ PAPER_DEFAULTS = {
         "pretrain_flow_epochs": Default(None, ""),
         "flow_normalization": Default("pixels", _SILENT),
         "mean_subtract_flow": Default(True, "not given; the two-stream paper's Sect. 3.1"),
+        "augmentation": Default("tsn", "Sect. 4.1 (scale jittering, flipping, cropping)"),
         "test_frames": Default(10, "Sect. 4.7 (10 snippets per video)"),
         "test_crops": Default(10, "Sect. 4.7 (crops and flips, as the two-stream paper)"),
         "test_views": Default("frame", "Sect. 4.7"),
@@ -152,6 +156,9 @@ PAPER_DEFAULTS = {
             "bound", "Sect. 4.4, Input (truncated to +-20, scaled to [-1, 1])"
         ),
         "mean_subtract_flow": Default(False, "Sect. 4.4, Input (no mean subtraction mentioned)"),
+        "augmentation": Default(
+            "tsn", "Sect. 4.4, Input (flips, cropping, scale jittering of TSN)"
+        ),
         "test_frames": Default(25, "Sect. 4.4, Testing"),
         "test_crops": Default(10, "Sect. 4.4, Testing"),
         "test_views": Default("frame", "Sect. 4.4, Testing"),
@@ -184,6 +191,7 @@ PAPER_DEFAULTS = {
         "mean_subtract_flow": Default(
             True, "the two-stream paper's Sect. 3.1, which TCLSTA follows"
         ),
+        "augmentation": Default("tsn", _SILENT + "; TSN's multi-scale crops"),
         "test_frames": Default(24, "not given; 3 clips of T = 8 equally spaced frames"),
         "test_crops": Default(10, "not given; the two-stream protocol"),
         "test_views": Default("clip", "the LSTM attends over the T frames of a clip"),
@@ -213,6 +221,7 @@ PAPER_DEFAULTS = {
         "pretrain_flow_epochs": Default(None, ""),
         "flow_normalization": Default("pixels", "unused"),
         "mean_subtract_flow": Default(True, "unused"),
+        "augmentation": Default("tsn", "TSN's (the paper compares with TSN, Tables 1-2)"),
         "test_frames": Default(25, "TSN's protocol"),
         "test_crops": Default(10, "TSN's protocol"),
         "test_views": Default("frame", "TSN's protocol"),
@@ -255,6 +264,7 @@ _TABLE_FIELDS = (
     ("pretrain_flow_epochs", "Flow pre-training epochs"),
     ("flow_normalization", "flow scaling"),
     ("mean_subtract_flow", "flow mean subtraction"),
+    ("augmentation", "training augmentation"),
     ("test_frames", "test frames"),
     ("test_crops", "test crops"),
 )

@@ -151,6 +151,12 @@ def add_arguments(parser):
     group.add_argument(
         "--plateau-patience", type=int, default=5, help="epochs without improvement (plateau)"
     )
+    group.add_argument(
+        "--augmentation",
+        choices=["tsn", "two_stream"],
+        help="training crops: TSN's multi-scale corner crops, or the two-stream paper's random "
+        "crops anywhere in the frame with PCA lighting (Sect. 5). Default: the model's paper",
+    )
     group.add_argument("--momentum", type=float)
     group.add_argument("--weight-decay", type=float)
     group.add_argument("--clipnorm", type=float, help="global gradient-norm clipping")
@@ -259,6 +265,7 @@ def resolve_settings(model, args):
         "momentum": args.momentum,
         "weight_decay": args.weight_decay,
         "clipnorm": args.clipnorm,
+        "augmentation": getattr(args, "augmentation", None),
     }
     if stream in ("spatial", "temporal"):
         overrides["weights"] = None  # chosen per stream by _stream_weights
@@ -1052,7 +1059,12 @@ def run(args):
     errors = DatasetErrors()  # --on-error skip: every sample left out, train and validation
     pipeline_args.update(on_error=args.on_error, errors=errors)
     train_ds = make_dataset(
-        train_table, training=True, batch_size=batch_size, seed=args.seed, **pipeline_args
+        train_table,
+        training=True,
+        batch_size=batch_size,
+        seed=args.seed,
+        augmentation=settings.get("augmentation", "tsn"),
+        **pipeline_args,
     )
     val_ds = None
     if val_table is not None:
