@@ -195,3 +195,37 @@ def test_two_stream_trains_with_its_papers_augmentation():
     args = _train_args("--model", "cma", "--augmentation", "two_stream")
     assert resolve_settings("cma", args)["augmentation"] == "two_stream"
     assert "| training augmentation | two_stream (Sect. 5, Training" in markdown_table()
+
+
+def test_stpn_multistage_training_starts_from_two_stream_runs(tmp_path):
+    """Issue 19: STPN Sect. 4.1 fine-tunes each stream alone, then copies it into the pyramid;
+    `train --model stpn --init-streams SPATIAL_RUN TEMPORAL_RUN` does the copy."""
+    import numpy as np
+
+    from keras_twostream import build_stpn, build_two_stream
+    from keras_twostream.commands.train import init_stpn_streams
+
+    tiny = dict(backbone="tiny", image_size=64, flow_length=1)
+    paths = {}
+    for stream in ("spatial", "temporal"):
+        model = build_two_stream(3, streams=[stream], **tiny)
+        for weight in model.weights:  # not a fresh initialisation: a "trained" stream
+            weight.assign(np.random.default_rng(len(paths)).normal(size=weight.shape))
+        paths[stream] = tmp_path / f"{stream}.keras"
+        model.save(paths[stream])
+    stpn = build_stpn(3, fusion_dim=64, seed=0, **tiny)
+    copied = init_stpn_streams(stpn, [paths["spatial"], paths["temporal"]])
+    assert [stream for stream, _ in copied] == ["spatial", "temporal"]
+    for stream in ("spatial", "temporal"):
+        source = build_two_stream(3, streams=[stream], **tiny)
+        source.load_weights(paths[stream])
+        theirs = {
+            layer.name: layer for layer in getattr(source, f"{stream}_backbone")._flatten_layers()
+        }
+        for layer in stpn.stream_layers(stream):
+            for a, b in zip(layer.get_weights(), theirs[layer.name].get_weights(), strict=True):
+                np.testing.assert_array_equal(a, b)
+    with pytest.raises(UserError, match="has no temporal stream"):
+        init_stpn_streams(build_stpn(3, fusion_dim=64, seed=0, **tiny), [paths["spatial"]])
+    with pytest.raises(UserError, match="--model stpn only"):
+        resolve_settings("cma", _train_args("--model", "cma", "--init-streams", "run"))

@@ -108,6 +108,14 @@ def add_arguments(parser):
         "(both scaled to --epochs). Default: both, jointly in one fit (docs/cli.md)",
     )
     group.add_argument(
+        "--init-streams",
+        nargs="+",
+        metavar="RUN",
+        help="stpn only, the paper's multistage training (Sect. 4.1): copy the backbones of "
+        "separately trained two_stream runs (folders or .keras files: one joint run, or a "
+        "--stream spatial run and a --stream temporal run) into the pyramid before training it",
+    )
+    group.add_argument(
         "--backbone",
         help="resnet50, resnet101, bn_inception, vgg16, cnn_m_2048, tiny, or a torchvision-layout "
         "resnet50_torch, resnet101_torch, tiny_torch",
@@ -310,7 +318,56 @@ def resolve_settings(model, args):
     if not settings["lr"] > 0:
         raise UserError(f"argument --lr: expected a positive learning rate, got {settings['lr']}")
     settings["accumulate"] = _check_accumulate(model, getattr(args, "accumulate", 1), settings)
+    init_streams = getattr(args, "init_streams", None)
+    if init_streams:
+        if model != "stpn":
+            raise UserError(
+                f"argument --init-streams: applies to --model stpn only (its multistage training, "
+                f"Sect. 4.1); for {model} start from weights with --weights"
+            )
+        if len(init_streams) > 2:
+            raise UserError(
+                "argument --init-streams: expected one two_stream run (both streams) or two "
+                f"(spatial, then temporal); got {len(init_streams)}"
+            )
+    settings["init_streams"] = list(init_streams) if init_streams else None
     return settings
+
+
+def init_stpn_streams(model, runs):
+    """STPN's multistage training (Sect. 4.1): the streams of trained two_stream models, copied in.
+
+    Args:
+        model: the `STPN` to initialise.
+        runs: one `.keras` file or run folder of a two_stream model with both streams, or two
+            (the spatial stream's, then the temporal stream's; e.g. `train --stream spatial`
+            and `--stream temporal` runs).
+
+    Returns:
+        A list of `(stream, path)` that were copied.
+
+    Raises:
+        UserError: a run cannot be read, lacks the stream, or its backbone does not match.
+    """
+    sources = [common.load_model(run) for run in runs]
+    wanted = {"spatial": sources[0], "temporal": sources[-1]}
+    copied, kwargs = [], {}
+    for stream, (source, path) in wanted.items():
+        if stream not in model._stream_block_names:
+            continue  # e.g. a Table 4 variant without the spatial stream
+        backbone = getattr(source, f"{stream}_backbone", None)
+        if backbone is None:
+            raise UserError(
+                f"argument --init-streams: {path} has no {stream} stream (expected a two_stream "
+                f"model trained with --stream {stream} or both)"
+            )
+        kwargs[stream] = backbone
+        copied.append((stream, path))
+    try:
+        model.load_stream_weights(**kwargs)
+    except ValueError as error:
+        raise UserError(f"argument --init-streams: {common.first_line(error)}") from None
+    return copied
 
 
 def _check_accumulate(model, accumulate, settings):
@@ -1026,6 +1083,9 @@ def run(args):
         strategy=strategy,
         init_from=init_from,
     )
+    if settings.get("init_streams"):
+        for stream, path in init_stpn_streams(model, settings["init_streams"]):
+            common.say(COMMAND, f"multistage training: the {stream} stream starts from {path}")
     spec = common.model_spec(model)
     outputs = [n for n, _ in common.score_outputs(model)]
     primary = common.primary_output(outputs)
