@@ -48,7 +48,7 @@ def main(argv=None):
         backbone=args.backbone,
         image_size=size,
         flow_length=flow_length,
-        temporal_paths=paths,
+        num_paths=paths,
         seed=0,
     )
     ours.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9))

@@ -80,9 +80,9 @@ def main(argv=None):
     }
     common = dict(backbone=args.backbone, image_size=size, flow_length=flow_length)
     models = {
-        "tclsta": build_tclsta(args.classes, num_frames=frames, **common),
+        "tclsta": build_tclsta(args.classes, num_segments=frames, **common),
         "tclsta_no_sa": build_tclsta(
-            args.classes, num_frames=frames, spatial_attention=False, **common
+            args.classes, num_segments=frames, spatial_attention=False, **common
         ),
         "two_stream": build_two_stream(args.classes, num_segments=frames, **common),
     }

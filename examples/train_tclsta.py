@@ -138,7 +138,7 @@ def main(argv=None):
             len(classes),
             backbone="tiny",
             image_size=size,
-            num_frames=T,
+            num_segments=T,
             flow_length=L,
             fusion=fusion,
             cam_filters=64,

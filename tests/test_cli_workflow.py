@@ -421,7 +421,7 @@ def test_evaluate_scores_clips_for_models_that_need_them(workflow, tmp_path):
         9,
         backbone="tiny",
         image_size=32,
-        num_frames=2,
+        num_segments=2,
         flow_length=2,
         cam_filters=8,
         lstm_units=4,

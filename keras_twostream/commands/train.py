@@ -554,7 +554,7 @@ def build_kwargs(builder, settings, num_classes, model_args):
     >>> from keras_twostream import build_tclsta
     >>> from keras_twostream.commands.train import build_kwargs
     >>> build_kwargs(build_tclsta, {"segments": 4, "image_size": 112}, 9, {})
-    {'num_classes': 9, 'image_size': 112, 'num_frames': 4}
+    {'num_classes': 9, 'image_size': 112, 'num_segments': 4}
     """
     accepted = _builder_parameters(builder)
     kwargs = {"num_classes": num_classes}
@@ -794,7 +794,7 @@ def explicit_options(argv):
     for action in parser._actions:  # every default suppressed: only what argv says remains
         action.default, action.required = argparse.SUPPRESS, False
     namespace, _ = parser.parse_known_args(argv)
-    return set(vars(namespace))
+    return set(vars(namespace)) - {"func"}  # set_defaults(func=...) is not an option
 
 
 def apply_config(args, argv):

@@ -1,6 +1,7 @@
 """Argument checks shared by the model builders: each names the argument and what was expected."""
 
 import numbers
+import warnings
 
 
 def _check_positive_int(value, name):
@@ -31,3 +32,26 @@ def _check_num_classes(num_classes):
             f"Expected num_classes to be an integer >= 2. Received: num_classes={num_classes!r}"
         )
     return int(num_classes)
+
+
+def _renamed_argument(kwargs, old, new, value, default, owner):
+    """The value of an argument renamed `old` -> `new` (issue 19: one vocabulary for all builders).
+
+    `old` in `kwargs` is taken, with a `DeprecationWarning`, unless `new` was also given
+    with another value than its default (an error naming both).
+    """
+    if old not in kwargs:
+        return value
+    old_value = kwargs.pop(old)
+    if value != default and value != old_value:
+        raise ValueError(
+            f"{owner}: got both {new}={value!r} and its deprecated name {old}={old_value!r}; "
+            f"pass {new} only"
+        )
+    warnings.warn(
+        f"{owner}: the argument `{old}` is deprecated and will be removed; use `{new}` "
+        "(the same argument under the name every builder of the library uses).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value

@@ -29,7 +29,12 @@ from keras_twostream.backbones.p3d import TINY_3D_FILTERS, apply_p3d_block, appl
 from keras_twostream.layers.cross_modality_attention import CrossModalityAttention
 from keras_twostream.layers.fold_segments import FoldSegments
 from keras_twostream.layers.score_fusion import ScoreFusion
-from keras_twostream.models._validation import _check_num_classes, _check_positive_int, _check_rate
+from keras_twostream.models._validation import (
+    _check_num_classes,
+    _check_positive_int,
+    _check_rate,
+    _renamed_argument,
+)
 from keras_twostream.models.base import VideoClassifier
 from keras_twostream.models.two_stream import apply_stream_heads, head_applies_dropout
 from keras_twostream.training.alternating import AlternatingTrainingMixin
@@ -202,9 +207,11 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
             `"fused"`; `(5, 1)` after training the RGB branch (Sect. 5.2).
         synchronized: synchronised batch normalisation in backbones and CMA
             blocks (Sect. 4.4; TensorFlow only).
-        rgb_weights: `None`, `"imagenet"` or a weights file for the RGB
-            backbone (used when building; not saved in the config).
-        flow_weights: the same for the Flow backbone; RGB weights are adapted
+        spatial_weights: `None`, `"imagenet"` or a weights file for the RGB
+            backbone (used when building; not saved in the config). Formerly
+            `rgb_weights` (still accepted with a `DeprecationWarning`).
+        temporal_weights: the same for the Flow backbone (formerly
+            `flow_weights`); RGB weights are adapted
             to 2L input channels by replicating the mean of the first
             convolution over its RGB channels (Sect. 4.1,
             `keras_twostream.backbones.adapt_input_channels`).
@@ -238,8 +245,8 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         consensus="avg",
         fusion_weights=(5.0, 1.0),
         synchronized=False,
-        rgb_weights=None,
-        flow_weights=None,
+        spatial_weights=None,
+        temporal_weights=None,
         **kwargs,
     ):
         num_classes = _check_num_classes(num_classes)
@@ -261,6 +268,12 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         non_local_branches = {False: (), True: ("rgb",), "rgb": ("rgb",), "both": BRANCHES}[
             non_local
         ]
+        spatial_weights = _renamed_argument(
+            kwargs, "rgb_weights", "spatial_weights", spatial_weights, None, "CMA"
+        )
+        temporal_weights = _renamed_argument(
+            kwargs, "flow_weights", "temporal_weights", temporal_weights, None, "CMA"
+        )
         kwargs.setdefault("name", "cma")
 
         # === Layers ===
@@ -268,14 +281,14 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
             "rgb": get_backbone(
                 backbone,
                 input_shape=(image_size, image_size, 3),
-                weights=rgb_weights,
+                weights=spatial_weights,
                 synchronized=synchronized,
                 name="rgb_backbone",
             ),
             "flow": get_backbone(
                 backbone,
                 input_shape=(image_size, image_size, 2 * flow_length),
-                weights=flow_weights,
+                weights=temporal_weights,
                 stream="temporal",
                 synchronized=synchronized,
                 name="flow_backbone",
@@ -458,7 +471,8 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
 
     Args:
         num_classes: number of classes.
-        num_frames: T, frames per clip.
+        num_segments: T, frames per clip (formerly `num_frames`, still
+            accepted with a `DeprecationWarning`).
         image_size: input height and width.
         flow_channels: channels of each flow frame (2: x and y).
         cma_stages: the stages after which a CMA block goes (`("res4",)`).
@@ -474,7 +488,7 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
 
     >>> import numpy as np
     >>> from keras_twostream.models.cma import build_cma_3d
-    >>> model = build_cma_3d(num_classes=4, num_frames=4, image_size=32)
+    >>> model = build_cma_3d(num_classes=4, num_segments=4, image_size=32)
     >>> x = {"rgb": np.zeros((1, 4, 32, 32, 3), "float32"),
     ...      "flow": np.zeros((1, 4, 32, 32, 2), "float32")}
     >>> model.predict(x, verbose=0)["fused"].shape
@@ -484,7 +498,7 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
     def __init__(
         self,
         num_classes,
-        num_frames=8,
+        num_segments=8,
         image_size=112,
         flow_channels=2,
         cma_stages=("res4",),
@@ -495,7 +509,10 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
         **kwargs,
     ):
         num_classes = _check_num_classes(num_classes)
-        num_frames = _check_positive_int(num_frames, "num_frames")
+        num_segments = _renamed_argument(
+            kwargs, "num_frames", "num_segments", num_segments, 8, "CMA3D"
+        )
+        num_frames = _check_positive_int(num_segments, "num_segments")  # T frames of a 3-D clip
         image_size = _check_positive_int(image_size, "image_size")
         flow_channels = _check_positive_int(flow_channels, "flow_channels")
         dropout = _check_rate(dropout, "dropout")
@@ -555,7 +572,7 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
 
         # === Config ===
         self.num_classes = num_classes
-        self.num_frames = num_frames
+        self.num_segments = num_frames
         self.image_size = image_size
         self.flow_channels = flow_channels
         self.cma_stages = tuple(cma_stages)
@@ -581,12 +598,17 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
         )
         _check_partition(self)
 
+    @property
+    def num_frames(self):
+        """T, frames per 3-D clip: `num_segments` under the name of the paper's setting."""
+        return self.num_segments
+
     def get_config(self):
         return {
             "name": self.name,
             "trainable": self.trainable,
             "num_classes": self.num_classes,
-            "num_frames": self.num_frames,
+            "num_segments": self.num_segments,
             "image_size": self.image_size,
             "flow_channels": self.flow_channels,
             "cma_stages": list(self.cma_stages),
@@ -597,14 +619,16 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
         }
 
 
-def build_cma_3d(num_classes, num_frames=8, image_size=112, **kwargs):
+def build_cma_3d(num_classes, num_segments=8, image_size=112, **kwargs):
     """Builds the 3-D CMA model of Sect. 5.6 on a tiny pseudo-3-D ResNet; see `CMA3D`.
 
     Example:
 
     >>> from keras_twostream.models.cma import build_cma_3d
-    >>> model = build_cma_3d(num_classes=4, num_frames=4, image_size=32)
+    >>> model = build_cma_3d(num_classes=4, num_segments=4, image_size=32)
     >>> sorted(layer.name for layer in model.layers if "cma" in layer.name)
     ['flow_cma_res4', 'rgb_cma_res4']
     """
-    return CMA3D(num_classes=num_classes, num_frames=num_frames, image_size=image_size, **kwargs)
+    return CMA3D(
+        num_classes=num_classes, num_segments=num_segments, image_size=image_size, **kwargs
+    )

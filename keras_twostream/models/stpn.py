@@ -42,7 +42,11 @@ from keras_twostream.layers import (
 from keras_twostream.layers.spatiotemporal_attention import FUSIONS as ATTENTION_FUSIONS
 from keras_twostream.layers.spatiotemporal_attention import SpatiotemporalAttention
 from keras_twostream.layers.split_paths import SplitPaths
-from keras_twostream.models._validation import _check_num_classes, _check_positive_int
+from keras_twostream.models._validation import (
+    _check_num_classes,
+    _check_positive_int,
+    _renamed_argument,
+)
 from keras_twostream.models.base import VideoClassifier
 
 FUSIONS = ("compact_bilinear", "concat", "sum", "average")
@@ -69,18 +73,18 @@ STEP_SIZE = 10_000
 ABLATION_BACKBONE = "bn_inception"
 _ABLATION_SWITCHES = {
     # Table 3: fusing the two streams (one temporal path, no attention).
-    "table3_average": dict(fusion="average", temporal_paths=1, attention=False),
-    "table3_concat": dict(fusion="concat", temporal_paths=1, attention=False),
-    "table3_sum": dict(fusion="sum", temporal_paths=1, attention=False),
+    "table3_average": dict(fusion="average", num_paths=1, attention=False),
+    "table3_concat": dict(fusion="concat", num_paths=1, attention=False),
+    "table3_sum": dict(fusion="sum", num_paths=1, attention=False),
     **{
-        f"table3_compact_bilinear_{d}": dict(fusion_dim=d, temporal_paths=1, attention=False)
+        f"table3_compact_bilinear_{d}": dict(fusion_dim=d, num_paths=1, attention=False)
         for d in (1024, 2048, 4096, 8192)
     },
     # Table 4: merging temporal paths, optical flow only.
-    "table4_concat_1path": dict(temporal_paths=1, attention=False, top_features=("temporal",)),
+    "table4_concat_1path": dict(num_paths=1, attention=False, top_features=("temporal",)),
     **{
         f"table4_{method}_{paths}path": dict(
-            temporal_paths=paths,
+            num_paths=paths,
             temporal_fusion=method,
             attention=False,
             top_features=("temporal",),
@@ -90,18 +94,16 @@ _ABLATION_SWITCHES = {
     },
     # Table 5: attention pooling in the spatial network (spatial accuracy), guided by one
     # temporal path (the paper does not say how many; one isolates the attention's effect).
-    "table5_average_pooling": dict(temporal_paths=1, attention=False, top_features=("spatial",)),
+    "table5_average_pooling": dict(num_paths=1, attention=False, top_features=("spatial",)),
     **{
-        f"table5_{method}": dict(
-            temporal_paths=1, attention_fusion=method, top_features=("attended",)
-        )
+        f"table5_{method}": dict(num_paths=1, attention_fusion=method, top_features=("attended",))
         for method in ("temporal", "concat", "sum", "compact_bilinear")
     },
     # Table 6: stacking the components; D is the final architecture (build_stpn's defaults but
     # for the backbone).
-    "table6_a": dict(fusion="average", temporal_paths=1, attention=False),
-    "table6_b": dict(temporal_paths=1, attention=False),
-    "table6_c": dict(temporal_paths=3, attention=False),
+    "table6_a": dict(fusion="average", num_paths=1, attention=False),
+    "table6_b": dict(num_paths=1, attention=False),
+    "table6_c": dict(num_paths=3, attention=False),
     "table6_d": dict(),
 }
 ABLATIONS = {
@@ -266,7 +268,9 @@ class STPN(VideoClassifier):
             demos); both streams use it.
         image_size: input height and width (224).
         flow_length: L, flow fields per chunk (10, Sect. 3.2).
-        temporal_paths: P, flow chunks per snippet (3; Table 4 also has 1, 5).
+        num_paths: P, flow chunks per snippet (3; Table 4 also has 1, 5); the
+            name of `make_dataset`'s argument (formerly `temporal_paths`,
+            still accepted with a `DeprecationWarning`).
         num_segments: K snippets per sample, averaged (TSN consensus) before
             the softmax; 1 in the paper (and the only value
             `make_dataset(num_paths=...)` produces).
@@ -334,7 +338,7 @@ class STPN(VideoClassifier):
         backbone="resnet50",
         image_size=224,
         flow_length=10,
-        temporal_paths=3,
+        num_paths=3,
         num_segments=1,
         fusion="compact_bilinear",
         fusion_dim=4096,
@@ -360,7 +364,8 @@ class STPN(VideoClassifier):
         _check_num_classes(num_classes)
         image_size = _check_positive_int(image_size, "image_size")
         flow_length = _check_positive_int(flow_length, "flow_length")
-        temporal_paths = _check_positive_int(temporal_paths, "temporal_paths")
+        num_paths = _renamed_argument(kwargs, "temporal_paths", "num_paths", num_paths, 3, "STPN")
+        temporal_paths = _check_positive_int(num_paths, "num_paths")
         num_segments = _check_positive_int(num_segments, "num_segments")
         fusion_dim = _check_positive_int(fusion_dim, "fusion_dim")
         _check_choice(fusion, FUSIONS, "fusion")
@@ -517,7 +522,7 @@ class STPN(VideoClassifier):
         self.backbone = backbone
         self.image_size = image_size
         self.flow_length = flow_length
-        self.temporal_paths = temporal_paths
+        self.num_paths = temporal_paths
         self.num_segments = num_segments
         self.fusion = fusion
         self.fusion_dim = fusion_dim
@@ -649,6 +654,11 @@ class STPN(VideoClassifier):
         )
         return keras.optimizers.SGD(learning_rate=schedule, momentum=0.9)
 
+    @property
+    def temporal_paths(self):
+        """P, flow chunks per snippet (`num_paths`; the former name)."""
+        return self.num_paths
+
     def get_config(self):
         return {
             "name": self.name,
@@ -657,7 +667,7 @@ class STPN(VideoClassifier):
             "backbone": self.backbone,
             "image_size": self.image_size,
             "flow_length": self.flow_length,
-            "temporal_paths": self.temporal_paths,
+            "num_paths": self.num_paths,
             "num_segments": self.num_segments,
             "fusion": self.fusion,
             "fusion_dim": self.fusion_dim,

@@ -54,7 +54,12 @@ from keras_twostream.layers.fold_segments import FoldSegments, UnfoldSegments
 from keras_twostream.layers.segment_consensus import SegmentConsensus
 from keras_twostream.layers.temporal_attention import TemporalAttention
 from keras_twostream.layers.weighted_average_pooling import WeightedAveragePooling2D
-from keras_twostream.models._validation import _check_bool, _check_num_classes, _check_positive_int
+from keras_twostream.models._validation import (
+    _check_bool,
+    _check_num_classes,
+    _check_positive_int,
+    _renamed_argument,
+)
 from keras_twostream.models.base import VideoClassifier
 
 STREAMS = (("spatial", "rgb"), ("temporal", "flow"))
@@ -185,8 +190,10 @@ class TCLSTA(VideoClassifier):
         backbone: a name in `keras_twostream.backbones.BACKBONES`; ResNet-50
             in the paper.
         image_size: input height and width (224 in the paper).
-        num_frames: T, frames (and flow stacks) per clip. The paper does not
-            give it; 8 by default.
+        num_segments: T, frames (and flow stacks) per clip, the library's
+            `num_segments` of every builder (formerly `num_frames`, still
+            accepted with a `DeprecationWarning`). The paper does not give it;
+            8 by default.
         flow_length: L, stacked flow fields per frame (10 in the paper).
         spatial_attention: the CAM branch and weighted pooling (Eqs. 1-3);
             without it the feature map is average-pooled.
@@ -218,7 +225,7 @@ class TCLSTA(VideoClassifier):
 
     >>> import numpy as np
     >>> from keras_twostream import build_tclsta
-    >>> model = build_tclsta(num_classes=5, backbone="tiny", image_size=64, num_frames=3,
+    >>> model = build_tclsta(num_classes=5, backbone="tiny", image_size=64, num_segments=3,
     ...                      flow_length=2, cam_filters=16, lstm_units=8, collaborative_units=8)
     >>> model.compile()
     >>> x = {"rgb": np.zeros((2, 3, 64, 64, 3), "float32"),
@@ -233,7 +240,7 @@ class TCLSTA(VideoClassifier):
         num_classes,
         backbone="resnet50",
         image_size=224,
-        num_frames=8,
+        num_segments=8,
         flow_length=10,
         spatial_attention=True,
         temporal_attention=True,
@@ -252,9 +259,13 @@ class TCLSTA(VideoClassifier):
     ):
         _check_num_classes(num_classes)
         num_classes = int(num_classes)
+        num_segments = _renamed_argument(
+            kwargs, "num_frames", "num_segments", num_segments, 8, "TCLSTA"
+        )
+        num_frames = num_segments  # T frames per clip; the name the paper's notation suggests
         for arg, value in (
             ("image_size", image_size),
-            ("num_frames", num_frames),
+            ("num_segments", num_segments),
             ("flow_length", flow_length),
             ("cam_filters", cam_filters),
             ("lstm_units", lstm_units),
@@ -354,7 +365,7 @@ class TCLSTA(VideoClassifier):
         self.num_classes = num_classes
         self.backbone = backbone
         self.image_size = image_size
-        self.num_frames = num_frames
+        self.num_segments = num_segments
         self.flow_length = flow_length
         self.spatial_attention = spatial_attention
         self.temporal_attention = temporal_attention
@@ -414,7 +425,7 @@ class TCLSTA(VideoClassifier):
             if self.spatial_attention:
                 attention = self.get_layer(f"{stream}_cam_attention").output[1]  # [B*T, h, w]
                 outputs[f"{stream}_attention_map"] = UnfoldSegments(
-                    self.num_frames, name=f"{stream}_attention_unfold"
+                    self.num_segments, name=f"{stream}_attention_unfold"
                 )(attention)  # -> [B, T, h, w]
             if self.temporal_attention:
                 outputs[f"{stream}_frame_attention"] = self.get_layer(
@@ -430,6 +441,11 @@ class TCLSTA(VideoClassifier):
             )
         return keras.Model(self.input, outputs, name=f"{self.name}_attention")
 
+    @property
+    def num_frames(self):
+        """T, frames per clip: `num_segments` under the name the paper's notation suggests."""
+        return self.num_segments
+
     def get_config(self):
         return {
             "name": self.name,
@@ -437,7 +453,7 @@ class TCLSTA(VideoClassifier):
             "num_classes": self.num_classes,
             "backbone": self.backbone,
             "image_size": self.image_size,
-            "num_frames": self.num_frames,
+            "num_segments": self.num_segments,
             "flow_length": self.flow_length,
             "spatial_attention": self.spatial_attention,
             "temporal_attention": self.temporal_attention,
@@ -456,7 +472,7 @@ class TCLSTA(VideoClassifier):
 def build_tclsta(
     num_classes,
     backbone="resnet50",
-    num_frames=8,
+    num_segments=8,
     flow_length=10,
     spatial_attention=True,
     temporal_attention=True,
@@ -480,7 +496,7 @@ def build_tclsta(
     return TCLSTA(
         num_classes=num_classes,
         backbone=backbone,
-        num_frames=num_frames,
+        num_segments=num_segments,
         flow_length=flow_length,
         spatial_attention=spatial_attention,
         temporal_attention=temporal_attention,

@@ -77,7 +77,7 @@ def temporal_attention_curves(model, inputs, stream="spatial"):
     >>> import numpy as np
     >>> from keras_twostream import build_tclsta
     >>> from keras_twostream.visualization import temporal_attention_curves
-    >>> model = build_tclsta(4, backbone="tiny", image_size=32, num_frames=3, flow_length=2,
+    >>> model = build_tclsta(4, backbone="tiny", image_size=32, num_segments=3, flow_length=2,
     ...                      cam_filters=8, lstm_units=8, collaborative_units=8)
     >>> x = {"rgb": np.random.rand(2, 3, 32, 32, 3).astype("float32"),
     ...      "flow": np.random.rand(2, 3, 32, 32, 4).astype("float32")}

@@ -41,7 +41,7 @@ CASES = {
         {"rgb": (2, 64, 64, 3), "flow": (2, 64, 64, 4)},
     ),
     "cma_3d": (
-        dict(num_classes=3, num_frames=4, image_size=32),
+        dict(num_classes=3, num_segments=4, image_size=32),
         {"rgb": (4, 32, 32, 3), "flow": (4, 32, 32, 2)},
     ),
     "tclsta": (
@@ -49,7 +49,7 @@ CASES = {
             num_classes=3,
             backbone="tiny",
             image_size=64,
-            num_frames=3,
+            num_segments=3,
             flow_length=2,
             cam_filters=8,
             lstm_units=6,
@@ -143,3 +143,41 @@ def test_torch_backbone_in_every_builder(name):
     assert "fused" in out
     for key, value in out.items():
         np.testing.assert_allclose(np.asarray(value).sum(-1), 1.0, atol=1e-5, err_msg=key)
+
+
+def test_one_vocabulary_and_deprecated_names():
+    """Issue 19 item 1: the builders share argument names; the former names still work, with a
+    DeprecationWarning, and a saved config with a former name still loads."""
+    import inspect
+
+    from keras_twostream.models.cma import CMA3D
+    from keras_twostream.models.stpn import STPN
+    from keras_twostream.models.tclsta import TCLSTA
+
+    def parameters(cls):
+        return set(inspect.signature(cls.__init__).parameters)
+
+    classes = {type(MODELS[n](**CASES[n][0])) for n in ("two_stream", "cma", "tclsta", "stpn")}
+    for cls in classes:
+        assert {"num_segments", "image_size", "flow_length", "backbone"} <= parameters(cls), cls
+        assert {"spatial_weights", "temporal_weights"} <= parameters(cls), cls
+        assert not {"num_frames", "rgb_weights", "flow_weights", "temporal_paths"} & parameters(cls)
+    assert "num_paths" in parameters(STPN) and "num_segments" in parameters(CMA3D)
+
+    tclsta_kwargs = {k: v for k, v in CASES["tclsta"][0].items() if k != "num_segments"}
+    with pytest.warns(DeprecationWarning, match="`num_frames` is deprecated.*num_segments"):
+        old = MODELS["tclsta"](**tclsta_kwargs, num_frames=3)
+    assert old.num_segments == old.num_frames == 3 and "num_frames" not in old.get_config()
+    with pytest.raises(ValueError, match="both num_segments=4 and its deprecated name num_frames"):
+        MODELS["tclsta"](**tclsta_kwargs, num_segments=4, num_frames=3)
+    config = {**old.get_config()}
+    config["num_frames"] = config.pop("num_segments")  # a file saved before the rename
+    with pytest.warns(DeprecationWarning):
+        assert TCLSTA.from_config(config).num_segments == 3
+    with pytest.warns(DeprecationWarning, match="`temporal_paths`"):
+        assert MODELS["stpn"](**CASES["stpn"][0], temporal_paths=1).num_paths == 1
+    with pytest.warns(DeprecationWarning, match="`num_frames`"):
+        assert MODELS["cma_3d"](num_classes=3, num_frames=2, image_size=32).num_segments == 2
+    with pytest.warns(DeprecationWarning, match="`rgb_weights`"):
+        cma = MODELS["cma"](**CASES["cma"][0], rgb_weights=None)
+    assert cma.name == "cma"

@@ -173,7 +173,7 @@ def test_flow_branch_gets_the_cross_modality_initialisation(tmp_path):
     path = str(tmp_path / "tiny_rgb.weights.h5")
     pretrained.save_weights(path)
     kernel = np.asarray(pretrained.get_layer("tiny_stem").get_layer("conv1_conv").kernel)
-    model = tiny(rgb_weights=path, flow_weights=path)
+    model = tiny(spatial_weights=path, temporal_weights=path)
     rgb_kernel = model.get_layer("rgb_backbone_stem").get_layer("conv1_conv").kernel
     flow_kernel = model.get_layer("flow_backbone_stem").get_layer("conv1_conv").kernel
     np.testing.assert_array_equal(np.asarray(rgb_kernel), kernel)
@@ -191,7 +191,7 @@ def test_config_round_trip_rebuilds_the_same_architecture():
 
 def test_cma_3d_one_block_after_res4():
     """Sect. 5.6: one 3-D CMA block after res4 of each branch; queries attend over space-time."""
-    model = build_cma_3d(CLASSES, num_frames=4, image_size=32)
+    model = build_cma_3d(CLASSES, num_segments=4, image_size=32)
     layers = [layer for layer in model.layers if isinstance(layer, CrossModalityAttention)]
     assert sorted(layer.name for layer in layers) == ["flow_cma_res4", "rgb_cma_res4"]
     assert model.get_layer("rgb_cma_res4").input[0].shape == (None, 4, 2, 2, 32)  # (B, T, H, W, C)
@@ -205,7 +205,7 @@ def test_cma_3d_one_block_after_res4():
     activate_cma_blocks(model)
     assert not np.allclose(predict(model, x)["rgb"], predict(model, other)["rgb"], atol=1e-5)
     # Training "the CMA block and all layers behind it": everything up to res4 frozen.
-    partial = build_cma_3d(CLASSES, num_frames=4, image_size=32, train_from_cma=True)
+    partial = build_cma_3d(CLASSES, num_segments=4, image_size=32, train_from_cma=True)
     trainable = {layer.name for layer in partial.layers if layer.trainable_weights}
     assert "rgb_cma_res4" in trainable and "rgb_res5_1_conv" in trainable
     assert not any(name.startswith(("rgb_res4", "rgb_stem", "flow_res2")) for name in trainable)
@@ -230,7 +230,7 @@ def test_bad_arguments_and_inputs_name_what_was_expected():
     with pytest.raises(ValueError, match="default CMA positions"):  # e.g. VGG-16's block1..block5
         default_cma_blocks(["block1", "block2"], {"block1": "block1", "block2": "block2"})
     with pytest.raises(ValueError, match="cma_stages"):
-        build_cma_3d(CLASSES, num_frames=4, image_size=32, cma_stages=["res6"])
+        build_cma_3d(CLASSES, num_segments=4, image_size=32, cma_stages=["res6"])
     model = tiny()
     with pytest.raises(ValueError, match="'flow'"):
         model({"rgb": inputs()["rgb"], "flow": np.zeros((2, K, SIZE, SIZE, 3), "float32")})

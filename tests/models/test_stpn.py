@@ -196,7 +196,7 @@ def test_table3_dims_and_table6_defaults():
     expected = {
         "backbone": "resnet50",
         "flow_length": 10,
-        "temporal_paths": 3,
+        "num_paths": 3,
         "temporal_fusion": "compact_bilinear",
         "attention": True,
         "attention_fusion": "compact_bilinear",
@@ -221,7 +221,7 @@ def test_vgg16_stacks_two_fc_layers_behind_the_top_fusion():
         backbone="vgg16",
         image_size=32,
         flow_length=1,
-        temporal_paths=1,
+        num_paths=1,
         attention=False,
         fusion_dim=16,
         seed=0,
@@ -246,9 +246,7 @@ def test_pyramid_matches_numpy_from_intermediate_tensors():
     path p of snippet k.
     """
     k, p = 2, 3
-    model = tiny(
-        image_size=64, num_segments=k, temporal_paths=p, return_attention=True, dropout=0.0
-    )
+    model = tiny(image_size=64, num_segments=k, num_paths=p, return_attention=True, dropout=0.0)
     x = inputs_for(model, batch=2)
     taps = {
         "spatial_map": model.get_layer("spatial_pool").input,  # res5 of the spatial network
@@ -473,7 +471,7 @@ def test_bad_inputs_name_the_key_and_shape():
     "kwargs, match",
     [
         ({"num_classes": 1}, "num_classes"),
-        ({"temporal_paths": 0}, "temporal_paths"),
+        ({"num_paths": 0}, "num_paths"),
         ({"fusion": "product"}, "fusion"),
         ({"temporal_fusion": "average"}, "temporal_fusion"),
         ({"attention_fusion": "max"}, "attention_fusion"),

@@ -16,7 +16,7 @@ def tiny(**kwargs):
         "num_classes": N,
         "backbone": "tiny",
         "image_size": SIZE,
-        "num_frames": T,
+        "num_segments": T,
         "flow_length": L,
         "cam_filters": 8,
         "lstm_units": 6,
@@ -263,7 +263,7 @@ def test_bad_input_names_key_and_shape():
     "kwargs, match",
     [
         ({"num_classes": 1}, "num_classes"),
-        ({"num_frames": 0}, "num_frames"),
+        ({"num_segments": 0}, "num_segments"),
         ({"spatial_attention": "yes"}, "spatial_attention"),
         ({"fusion": "mkl"}, "fusion"),
         ({"feature_stage": "res9"}, r"feature_stage.*res2"),

@@ -58,7 +58,7 @@ CASES = {
             backbone="tiny",
             image_size=64,
             flow_length=1,
-            temporal_paths=2,
+            num_paths=2,
             fusion_dim=32,
             seed=0,
             dropout=0.0,
@@ -83,7 +83,7 @@ CASES = {
         dict(
             backbone="tiny",
             image_size=32,
-            num_frames=2,
+            num_segments=2,
             flow_length=2,
             cam_filters=8,
             lstm_units=6,
@@ -95,7 +95,7 @@ CASES = {
     ),
     # The 3-D variant, in its alternating RGB phase.
     "cma_3d": (
-        dict(num_frames=2, image_size=32, dropout=0.0),
+        dict(num_segments=2, image_size=32, dropout=0.0),
         {"rgb": (2, 32, 32, 3), "flow": (2, 32, 32, 2)},
         ["rgb"],
         False,

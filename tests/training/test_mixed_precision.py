@@ -29,7 +29,7 @@ CASES = {
         {"rgb": (2, 32, 32, 3), "flow": (2, 32, 32, 4)},
     ),
     "cma_3d": (
-        dict(num_classes=3, num_frames=4, image_size=32),
+        dict(num_classes=3, num_segments=4, image_size=32),
         {"rgb": (4, 32, 32, 3), "flow": (4, 32, 32, 2)},
     ),
     "tclsta": (
@@ -37,7 +37,7 @@ CASES = {
             num_classes=3,
             backbone="tiny",
             image_size=32,
-            num_frames=2,
+            num_segments=2,
             flow_length=2,
             cam_filters=8,
             lstm_units=6,
