@@ -229,3 +229,23 @@ def test_stpn_multistage_training_starts_from_two_stream_runs(tmp_path):
         init_stpn_streams(build_stpn(3, fusion_dim=64, seed=0, **tiny), [paths["spatial"]])
     with pytest.raises(UserError, match="--model stpn only"):
         resolve_settings("cma", _train_args("--model", "cma", "--init-streams", "run"))
+
+
+def test_a_run_recorded_before_an_option_existed_still_resumes(tmp_path):
+    """An option added later (e.g. --accumulate) had its default in a run that does not record it;
+    only a real difference refuses the rerun."""
+    import json
+
+    from keras_twostream.cli import build_parser
+    from keras_twostream.commands.train import check_rerun, run_arguments
+
+    arguments = run_arguments(build_parser().parse_args(["train", "frames", "--model", "cma"]))
+    older = {k: v for k, v in arguments.items() if k not in ("accumulate", "augmentation")}
+    (tmp_path / "train.json").write_text(json.dumps({"arguments": older}, default=str))
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    check_rerun(tmp_path, arguments, restart=False)  # same run: resumes
+    changed = run_arguments(
+        build_parser().parse_args(["train", "frames", "--model", "cma", "--accumulate", "2"])
+    )
+    with pytest.raises(UserError, match="--accumulate 1 -> 2"):
+        check_rerun(tmp_path, changed, restart=False)

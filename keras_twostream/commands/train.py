@@ -797,6 +797,13 @@ def explicit_options(argv):
     return set(vars(namespace)) - {"func"}  # set_defaults(func=...) is not an option
 
 
+def _option_defaults():
+    """Every `train` option's default, by its destination name."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    return {action.dest: action.default for action in parser._actions}
+
+
 def apply_config(args, argv):
     """`train --config RUN/train.json`: the recorded `arguments` fill what `argv` leaves out.
 
@@ -881,14 +888,19 @@ def check_rerun(output, arguments, restart):
         differ = "its train.json records no arguments"
     else:
         keys = sorted(set(previous) | set(current))
-        changed = [k for k in keys if previous.get(k) != current.get(k)]
+        # An option that an older version did not record had its default then.
+        defaults = json.loads(json.dumps(_option_defaults(), default=str))
+        changed = [
+            k for k in keys if previous.get(k, defaults.get(k)) != current.get(k, defaults.get(k))
+        ]
         # Choice: a larger --epochs extends the run (it resumes and trains the extra
         # epochs); any other difference, a smaller or equal --epochs included, is refused.
         epochs = current.get("epochs")
         if not changed or (changed == ["epochs"] and epochs is not None and epochs > finished):
             return
         differ = "; ".join(
-            f"--{k.replace('_', '-')} {previous.get(k)!r} -> {current.get(k)!r}"
+            f"--{k.replace('_', '-')} {previous.get(k, defaults.get(k))!r} -> "
+            f"{current.get(k, defaults.get(k))!r}"
             for k in changed[:5]
         )
     raise UserError(
