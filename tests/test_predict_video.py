@@ -204,7 +204,6 @@ def test_cli_stream_ends_cleanly_on_sigint_with_complete_csv_and_overlay(model_p
     import signal
     import subprocess
     import sys
-    import time
 
     from keras_twostream.data.video import read_video
 
@@ -219,13 +218,11 @@ def test_cli_stream_ends_cleanly_on_sigint_with_complete_csv_and_overlay(model_p
         first = process.stdout.readline()  # the first prediction, at 1 s of a 10 s replay
         assert first.split()[:2] == ["1.00", "s"], first + process.stderr.read()
         process.send_signal(signal.SIGINT)
-        start = time.monotonic()
         out, err = process.communicate(timeout=60)
-        elapsed = time.monotonic() - start
     finally:
         process.kill()
     assert process.returncode == 0, err[-2000:]
-    assert elapsed < 10  # promptly: well before the replay's end
+    # Promptly: the replay stops well before its end (steps < 19 below), not after it.
     lines = [first.rstrip("\n"), *out.splitlines()]
     steps = len(lines) - 1
     assert lines[-1] == (
