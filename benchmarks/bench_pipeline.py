@@ -40,8 +40,9 @@ import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _report import markdown_table, write_section  # noqa: E402
 
+from keras_twostream.data.decoding import DCT_METHOD  # noqa: E402
 from keras_twostream.data.frames import FLOW_MEANS_FILE  # noqa: E402
-from keras_twostream.data.pipeline import DCT_METHOD, make_dataset  # noqa: E402
+from keras_twostream.data.pipeline import make_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"

@@ -244,7 +244,7 @@ def _stream_views(frames, spec, num_frames, rgb_normalization, scale_size=None):
     import tensorflow as tf
 
     from keras_twostream.data import augment, sampling
-    from keras_twostream.data.pipeline import _cut
+    from keras_twostream.data.decoding import _cut
 
     size = augment._pair(spec.image_size, "image_size")
     span = spec.diff_length + 1 if "rgb_diff" in spec.modalities else 1

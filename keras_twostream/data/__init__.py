@@ -1,7 +1,16 @@
 """Video data: decoding, optical flow, the `extract` tool, annotation formats and tf.data pipelines.
 
-Imports nothing of the model side. TensorFlow is imported only by the pipeline module, and lazily
-from here, so extraction worker processes start with OpenCV and NumPy alone.
+Imports nothing of the model side. TensorFlow is imported only by the modules that run in
+`tf.data` (`pipeline`, `decoding`, `guard`, `augment`, `trajectory`), and lazily from here, so
+extraction worker processes start with OpenCV and NumPy alone.
+
+What lives where (the data side of a training run, files to batches): `frames` (the frame-folder
+layout and its one validator), `modalities` (what each model input reads), `table` (the
+annotation table), `folders` (the up-front check of a table's videos), `sampling` (frame
+indices and the sampling plan), `augment` (crops, flips, colour), `views` (test-time view
+geometry and the average over views), `decoding` (JPEG and flow decoding in `tf.data`),
+`guard` (epoch source, dropped-sample diagnosis, `DatasetErrors`) and `pipeline` (the builders
+`make_dataset`, `make_test_dataset`).
 """
 
 import importlib
@@ -33,8 +42,8 @@ _LAZY = {
     # tf.data pipelines and the test-time protocol (TensorFlow)
     "make_dataset": "keras_twostream.data.pipeline",
     "make_test_dataset": "keras_twostream.data.pipeline",
-    "predict_video_scores": "keras_twostream.data.pipeline",
-    "DatasetErrors": "keras_twostream.data.pipeline",
+    "predict_video_scores": "keras_twostream.data.views",
+    "DatasetErrors": "keras_twostream.data.guard",
 }
 
 __all__ = sorted(_LAZY)

@@ -26,6 +26,11 @@ Krizhevsky et al. [15]: AlexNet's PCA lighting noise (`adjust_lighting`).
 import numpy as np
 import tensorflow as tf
 
+# The pure geometry of the test-time views and the (height, width) check live in modules
+# without TensorFlow (data/views.py, data/_validation.py); re-exported here.
+from keras_twostream.data._validation import _pair  # noqa: F401
+from keras_twostream.data.views import FIVE_POSITIONS, test_crop_params
+
 __all__ = [
     "FIVE_POSITIONS",
     "RGB_PRESETS",
@@ -49,10 +54,6 @@ __all__ = [
 
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
 
-# TSN's fill_fix_offset(more_fix_crop=False), in quarters of the slack
-# (H - crop_h, W - crop_w): (quarter_y, quarter_x) = upper-left, upper-right,
-# lower-left, lower-right, centre.
-FIVE_POSITIONS = ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2))
 
 # ImageNet statistics used by torchvision and keras.applications.
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -235,67 +236,6 @@ def draw_color_jitter(rng, size, brightness=0.0, contrast=0.0, saturation=0.0):
             raise ValueError(f"Expected {name} >= 0. Received: {name}={amount!r}")
         out[name] = rng.uniform(max(0.0, 1.0 - amount), 1.0 + amount, size=size).astype(np.float32)
     return out
-
-
-def test_crop_params(crops, image_size, scale_size=None):
-    """The deterministic crops of the test protocol.
-
-    * `crops=1`: the centre crop of side `image_size / scale_size` of the
-      short side (TSN's `GroupScale(256)` + `GroupCenterCrop(224)`).
-    * `crops=3`: three squares covering the full short side, at the start,
-      centre and end of the long side (MMAction2's `ThreeCrop`).
-    * `crops=10`: four corners and the centre at `image_size / scale_size` of
-      the short side, then the same five flipped (two-stream paper Sect. 5:
-      "cropping and flipping four corners and the center of the frame").
-
-    Args:
-        crops: 1, 3 or 10.
-        image_size: network input size, an int or `(height, width)`.
-        scale_size: the short side the frame is notionally rescaled to before
-            cropping; defaults to `round(min(image_size) * 256 / 224)`.
-
-    Returns:
-        A list of `crops` tuples `(scale_h, scale_w, quarter_y, quarter_x, flip)`.
-
-    Example:
-
-    >>> from keras_twostream.data.augment import test_crop_params
-    >>> test_crop_params(1, 224)
-    [(0.875, 0.875, 2, 2, False)]
-    """
-    height, width = _pair(image_size, "image_size")
-    if scale_size is None:
-        scale_size = round(min(height, width) * 256 / 224)
-    if not scale_size >= max(height, width):
-        raise ValueError(
-            f"Expected scale_size >= image_size. Received: scale_size={scale_size!r}, "
-            f"image_size={image_size!r}"
-        )
-    sh, sw = height / scale_size, width / scale_size
-    if crops == 1:
-        return [(sh, sw, 2, 2, False)]
-    if crops == 3:
-        # A square of the full short side has no slack along the short side,
-        # so quarters (q, q) move it along whichever side is longer.
-        return [(1.0, 1.0, q, q, False) for q in (0, 2, 4)]
-    if crops == 10:
-        five = [(sh, sw, qy, qx) for qy, qx in FIVE_POSITIONS]
-        return [(*c, False) for c in five] + [(*c, True) for c in five]
-    raise ValueError(f"Expected crops to be 1, 3 or 10. Received: crops={crops!r}")
-
-
-def _pair(size, name):
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        size = (int(size), int(size))
-    try:
-        height, width = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Expected {name} to be an int or (height, width). Received: {name}={size!r}"
-        ) from None
-    if height < 1 or width < 1:
-        raise ValueError(f"Expected {name} > 0. Received: {name}={size!r}")
-    return height, width
 
 
 # --------------------------------------------------------------------------

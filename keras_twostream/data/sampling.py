@@ -273,3 +273,139 @@ def multipath_chunk_starts(num_positions, num_paths, length, intervals, training
     if scalar:
         return starts[0], centre[0]
     return starts, centre
+
+
+# --------------------------------------------------------------------------
+# The sampling plan of a pipeline (moved from data/pipeline.py).
+# --------------------------------------------------------------------------
+
+
+class _Sampling:
+    """Static sampling configuration shared by the epoch draw and the decoder.
+
+    The sampling plan of `keras_twostream.data.pipeline`: which frame files each sample
+    reads (`positions`, drawn per epoch in NumPy) and the static settings the decoder
+    (`keras_twostream.data.decoding`) needs.
+    """
+
+    def __init__(
+        self,
+        modalities,
+        num_segments,
+        flow_length,
+        diff_length,
+        num_paths,
+        path_interval,
+        image_size,
+        rgb_normalization,
+        flow_normalization,
+        mean_subtract_flow,
+        stored_means="none",
+        flow_stacking="flow",
+        bidirectional_flow=False,
+    ):
+        self.modalities = modalities
+        self.num_segments = num_segments
+        self.flow_length = flow_length
+        self.diff_length = diff_length
+        self.num_paths = num_paths
+        self.path_interval = path_interval
+        self.image_size = image_size
+        self.rgb_normalization = rgb_normalization
+        self.flow_normalization = flow_normalization
+        self.mean_subtract_flow = mean_subtract_flow
+        # Which videos subtract stored field means (`flow_means.npy`) instead of
+        # taking them from whole decoded fields: "all", "none" or "mixed".
+        self.stored_means = stored_means
+        # Two-stream Sect. 3.1: "trajectory" stacking (Eq. (2)) and bi-directional flow
+        # (see keras_twostream.data.trajectory); both decode whole fields.
+        self.flow_stacking = flow_stacking
+        self.bidirectional_flow = bidirectional_flow
+        self.need_rgb = "rgb" in modalities or "rgb_diff" in modalities
+        self.need_flow = "flow" in modalities
+        # Frames of RGB decoded per snippet: 1, or D + 1 for D differences.
+        self.rgb_span = diff_length + 1 if "rgb_diff" in modalities else 1
+        # Video files instead of frame folders (set from the scan; see video_source),
+        # their frames resized to this short side like extracted frames.
+        self.video_files = False
+        from keras_twostream.data.video_source import SHORT_SIDE  # OpenCV, NumPy
+
+        self.video_short_side = SHORT_SIDE
+
+    def num_positions(self, videos, index):
+        """Snippet positions per video: frames with an RGB frame and a flow field."""
+        num_rgb = videos["num_rgb"][index]
+        num_flow = videos["num_flow"][index]
+        if self.need_flow and self.need_rgb:
+            return np.minimum(num_rgb, num_flow + 1)
+        if self.need_flow:
+            return num_flow + 1
+        return num_rgb
+
+    def positions(self, videos, index, training, rng, num_snippets=None):
+        """Frame file indices of the videos `index`.
+
+        Returns:
+            `(rgb, flow)`: int32 `(n, K, Dr)` RGB indices (`Dr = D + 1` with
+            rgb_diff, else 1) and `(n, K, L)` flow indices, or `(n, K * P, L)`
+            with STPN multi-path sampling (`P` chunks per snippet).
+        """
+        k = self.num_segments if num_snippets is None else num_snippets
+        n = len(index)
+        num_rgb = videos["num_rgb"][index]
+        num_flow = videos["num_flow"][index]
+        num_positions = self.num_positions(videos, index)
+        length = self.flow_length
+        offset = videos["offset"][index][:, None, None] + 1
+        if self.num_paths:
+            # STPN Sect. 3.2: per snippet, P chunks of L flow fields, chunk
+            # centres tau frames apart; the block of (P - 1) tau + L fields is
+            # placed like a TSN snippet of that span (see
+            # multipath_chunk_starts, which this equals for K = 1).
+            paths = self.num_paths
+            reps = np.repeat(np.arange(n), k)  # (n*K,)
+            intervals = draw_intervals(self.path_interval, n * k, rng=rng)
+            span = (paths - 1) * intervals + length + 1
+            starts = segment_starts(
+                num_positions[reps], k, span=span, training=training, rng=rng
+            )  # (n*K, K): row r is video reps[r] with its own span; keep column r % K
+            block = starts[np.arange(n * k), np.tile(np.arange(k), n)]
+            chunks = block[:, None] + np.arange(paths)[None, :] * intervals[:, None]
+            centre = clamp_positions(block + (span - 1) // 2, num_positions[reps])
+            flow = snippet_positions(chunks, length, num_flow[reps][:, None])
+            flow = flow.reshape(n, k * paths, length)
+            rgb = snippet_positions(centre[:, None], self.rgb_span, num_rgb[reps][:, None])
+            rgb = rgb.reshape(n, k, self.rgb_span)
+        else:
+            span = 1
+            if self.need_flow:
+                span = max(span, length + 1)
+            if "rgb_diff" in self.modalities:
+                span = max(span, self.diff_length + 1)
+            starts = segment_starts(num_positions, k, span=span, training=training, rng=rng)
+            rgb = snippet_positions(starts, self.rgb_span, num_rgb[:, None])
+            flow = snippet_positions(starts, length, num_flow[:, None])
+        return (rgb + offset).astype(np.int32), (flow + offset).astype(np.int32)
+
+    def stored_centres(self, videos, index, flow_index):
+        """The epoch arrays `flow_centre`, `has_centre` of the videos `index`.
+
+        Returns:
+            A dict: `"flow_centre"` float32 `(n, Gf, 2L)`, the stored mean (in
+            quantised units) of every plane `flow_index` names, ordered `x1, y1,
+            x2, y2, ...` like the decoded planes (zeros for videos without
+            stored means); `"has_centre"` bool `(n,)`. Empty without stored means.
+        """
+        if self.stored_means == "none":
+            return {}
+        start = videos["centre_start"][index]  # (n,)
+        has = start >= 0
+        rows = np.where(has, start, 0)[:, None, None] + flow_index.astype(np.int64) - 1
+        rows = np.where(has[:, None, None], rows, 0)  # (n, Gf, L)
+        table = videos["centre"] if len(videos["centre"]) else np.zeros((1, 2), np.float32)
+        centre = np.where(has[:, None, None, None], table[rows], 0.0)  # (n, Gf, L, 2)
+        n, groups, length = flow_index.shape
+        return {
+            "flow_centre": centre.reshape(n, groups, 2 * length).astype(np.float32),
+            "has_centre": has,
+        }

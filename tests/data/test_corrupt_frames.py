@@ -26,7 +26,7 @@ from corrupt_inputs import (  # noqa: E402
 )
 
 from keras_twostream.data import DatasetErrors, make_dataset, make_test_dataset  # noqa: E402
-from keras_twostream.data.pipeline import _decode, jpeg_problem  # noqa: E402
+from keras_twostream.data.decoding import _decode, jpeg_problem  # noqa: E402
 
 VARIANTS = sorted(JPEG_VARIANTS)
 COMMON = dict(flow_length=2, image_size=32, num_segments=1)

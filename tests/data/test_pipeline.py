@@ -20,9 +20,9 @@ tf = pytest.importorskip("tensorflow")
 cv2 = pytest.importorskip("cv2")
 
 from keras_twostream.data import augment  # noqa: E402
+from keras_twostream.data.decoding import DCT_METHOD  # noqa: E402
+from keras_twostream.data.guard import DatasetErrors  # noqa: E402
 from keras_twostream.data.pipeline import (  # noqa: E402
-    DCT_METHOD,
-    DatasetErrors,
     make_dataset,
     make_test_dataset,
     predict_video_scores,
