@@ -67,13 +67,10 @@ def _load(model, model_card=None):
 def _protocol(model, info, num_frames, crops):
     from keras_twostream.commands import common
     from keras_twostream.commands.defaults import training_defaults
+    from keras_twostream.evaluation.protocol import resolve_protocol
 
     defaults = training_defaults(common.model_name_of(model, info))
-    test = info.get("test", {})
-    frames = int(num_frames or test.get("frames") or defaults["test_frames"])
-    crops = int(crops or test.get("crops") or defaults["test_crops"])
-    views = test.get("views") or defaults["test_views"]
-    return frames, crops, views
+    return resolve_protocol(info.get("test", {}), defaults, num_frames, crops)
 
 
 def _classes(model, info, classes):
@@ -245,13 +242,14 @@ def _stream_views(frames, spec, num_frames, rgb_normalization, scale_size=None):
 
     from keras_twostream.data import augment, sampling
     from keras_twostream.data.decoding import _cut
+    from keras_twostream.evaluation.protocol import test_crop_params
 
     size = augment._pair(spec.image_size, "image_size")
     span = spec.diff_length + 1 if "rgb_diff" in spec.modalities else 1
     starts = sampling.segment_starts(len(frames), num_frames, span=span, training=False)
     index = sampling.snippet_positions(starts[None], span, np.asarray([[len(frames)]]))[0]
     clip = np.stack([frames[i] for i in index.reshape(-1)])  # [N*Dr, h, w, 3]
-    c = augment.test_crop_params(1, spec.image_size, scale_size)[0]
+    c = test_crop_params(1, spec.image_size, scale_size)[0]  # the centre crop
     window = augment.crop_window(clip.shape[1], clip.shape[2], c[0], c[1], c[2], c[3])
     x = _cut(tf.constant(clip), window, False, size)
     x = augment.normalize_rgb(x, rgb_normalization)

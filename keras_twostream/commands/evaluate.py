@@ -35,6 +35,7 @@ import os
 from pathlib import Path
 
 from keras_twostream.commands import UserError, common
+from keras_twostream.evaluation.protocol import regroup_clips, resolve_protocol
 
 COMMAND = "evaluate"
 
@@ -100,39 +101,6 @@ def add_arguments(parser):
     parser.set_defaults(func=run)
 
 
-def regroup_clips(inputs, num_frames, crops, clip_length):
-    """Deals `N` frame views into `N // T` interleaved clips of `T` frames, per crop.
-
-    Args:
-        inputs: dict of `(N * crops, 1, H, W, C)` tensors in frame-major order
-            (view `n * crops + c`), as `make_test_dataset` yields them.
-
-    Returns:
-        dict of `(G * crops, T, H, W, C)` tensors, `G = N // T`: clip `(g, c)`
-        holds frames `g, g + G, ..., g + (T - 1) G` of crop `c`.
-
-    Example:
-
-    >>> import numpy as np
-    >>> from keras_twostream.commands.evaluate import regroup_clips
-    >>> views = {"rgb": np.arange(4, dtype="float32").reshape(4, 1, 1, 1, 1)}  # 4 frames, 1 crop
-    >>> np.asarray(regroup_clips(views, num_frames=4, crops=1, clip_length=2)["rgb"]).reshape(2, 2).tolist()
-    [[0.0, 2.0], [1.0, 3.0]]
-    """
-    import tensorflow as tf
-
-    groups = num_frames // clip_length
-    regrouped = {}
-    for key, value in inputs.items():
-        tail = list(value.shape[2:])  # [H, W, ch], static
-        v = tf.reshape(value, [num_frames, crops, *tail])  # [N*C, 1, H, W, ch] -> [N, C, H, W, ch]
-        v = v[: groups * clip_length]
-        v = tf.reshape(v, [clip_length, groups, crops, *tail])  # frame n = t * G + g
-        v = tf.transpose(v, [1, 2, 0, 3, 4, 5])  # [T, G, C, H, W, ch] -> [G, C, T, H, W, ch]
-        regrouped[key] = tf.reshape(v, [groups * crops, clip_length, *tail])
-    return regrouped
-
-
 def scoring_model(model, spec, views):
     """The model that scores one view: rebuilt with one segment, or the model itself for clips.
 
@@ -157,12 +125,9 @@ def scoring_model(model, spec, views):
 def _test_settings(info, model_name, args):
     from keras_twostream.commands.defaults import training_defaults
 
-    defaults = training_defaults(model_name)
-    test = info.get("test", {})
-    frames = args.frames or test.get("frames") or defaults["test_frames"]
-    crops = args.crops or test.get("crops") or defaults["test_crops"]
-    views = test.get("views") or defaults["test_views"]
-    return int(frames), int(crops), views
+    return resolve_protocol(
+        info.get("test", {}), training_defaults(model_name), args.frames, args.crops
+    )
 
 
 def score_videos(

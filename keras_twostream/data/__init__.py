@@ -37,6 +37,7 @@ _LAZY = {
     "rgb_frame_path": "keras_twostream.data.frames",
     "flow_frame_paths": "keras_twostream.data.frames",
     "check_frame_folder": "keras_twostream.data.frames",
+    "inspect_frame_folder": "keras_twostream.data.frames",
     "load_annotations": "keras_twostream.data.annotations",
     "scan_dataset": "keras_twostream.data.scan",
     # tf.data pipelines and the test-time protocol (TensorFlow)

@@ -34,84 +34,29 @@ def _inspect_video(
 ):
     """Counts `(R, F, bound, centres)` of one frame folder, or raises `_VideoProblem`.
 
-    `centres` is `None`, or with `stored_means` and a `flow_means.npy` beside
-    `meta.json`, float64 `[flow_frames, 2]`: each field's mean in quantised units
-    (0..255), the value the whole-field path would take with `tf.reduce_mean`.
+    Frame folders go through the one frame-folder validator,
+    `keras_twostream.data.frames.inspect_frame_folder(complete=False)`: only the range a
+    sample can read must be there; its first problem is raised. `centres` is `None`, or
+    with `stored_means` and a `flow_means.npy` beside `meta.json`, float64
+    `[flow_frames, 2]`: each field's mean in quantised units (0..255), the value the
+    whole-field path would take with `tf.reduce_mean`.
     """
     if video_source.is_video_file(directory):
         return _inspect_video_file(directory, total_frames, offset, need_flow)
-    if not os.path.isdir(directory):
-        if os.path.isfile(directory):
-            raise _VideoProblem(
-                None,
-                "is a file, not a frame folder: extract its frames first "
-                "(keras_twostream.data.extract)",
-            )
-        raise _VideoProblem(None, "frame folder not found", missing=True)
-    meta = None
-    if os.path.exists(os.path.join(directory, frames.META_FILE)):
-        try:
-            meta = frames.read_meta(directory)
-        except ValueError as error:
-            raise _VideoProblem(os.path.join(directory, frames.META_FILE), str(error)) from None
-    files = frames.list_frame_files(directory)
-    bound = float(meta["bound"]) if meta else frames.DEFAULT_BOUND
-    if flow_bound is not None:
-        if meta and need_flow and not np.isclose(bound, flow_bound):
-            raise _VideoProblem(
-                os.path.join(directory, frames.META_FILE),
-                f"the flow was quantised with bound={bound:g} but flow_bound={flow_bound:g} was "
-                "given; pass flow_bound=None to read the bound from meta.json",
-            )
-        bound = float(flow_bound)
-    if meta and need_flow and meta["flow_frames"] != meta["rgb_frames"] - 1:
-        raise _VideoProblem(
-            os.path.join(directory, frames.META_FILE),
-            f"RGB/flow counts disagree: {meta['rgb_frames']} RGB frames need "
-            f"{meta['rgb_frames'] - 1} flow pairs, meta.json says {meta['flow_frames']}",
-        )
-    rgb_total = meta["rgb_frames"] if meta else len(files["img"])
-    flow_total = meta["flow_frames"] if meta else min(len(files["x"]), len(files["y"]))
-    num_rgb = total_frames if total_frames > 0 else rgb_total - offset
-    num_flow = flow_total - offset
-    if total_frames > 0:
-        num_flow = min(num_flow, total_frames - 1)
-    centres = None
-    if meta and need_flow and stored_means:
-        try:
-            means = frames.read_flow_means(directory, meta["flow_frames"])
-        except ValueError as error:
-            raise _VideoProblem(
-                os.path.join(directory, frames.FLOW_MEANS_FILE), str(error)
-            ) from None
-        if means is not None:
-            # Stored in pixels, d = q * 2b/255 - b with the bound of meta.json.
-            stored_bound = float(meta["bound"])
-            centres = (means + stored_bound) * (255.0 / (2.0 * stored_bound))
-    empty = set(files["empty"])
-    checks = []
-    if need_rgb:
-        if num_rgb < 1:
-            raise _VideoProblem(None, f"no RGB frames after offset {offset} (img_*.jpg)")
-        checks.append(("img_", set(files["img"]), num_rgb))
-    if need_flow:
-        if num_flow < 1:
-            raise _VideoProblem(None, f"no flow frames after offset {offset} (x_*.jpg, y_*.jpg)")
-        checks.append(("x_", set(files["x"]), num_flow))
-        checks.append(("y_", set(files["y"]), num_flow))
-    for prefix, present, count in checks:
-        for index in range(offset + 1, offset + count + 1):
-            name = _frame_name(prefix, index)
-            if index not in present:
-                raise _VideoProblem(
-                    os.path.join(directory, name),
-                    f"missing frame file (the sample range needs {prefix}*.jpg "
-                    f"{offset + 1}..{offset + count})",
-                    missing=True,
-                )
-            if name in empty:
-                raise _VideoProblem(os.path.join(directory, name), "empty (0-byte) frame file")
-    return max(num_rgb, 0), max(num_flow, 0), bound, centres
+    modality = (("rgb",) if need_rgb else ()) + (("flow",) if need_flow else ())
+    found = frames.inspect_frame_folder(
+        directory,
+        modality,
+        frames=total_frames,
+        offset=offset,
+        complete=False,
+        flow_bound=flow_bound,
+        stored_means=stored_means,
+    )
+    if found.problems:
+        first = found.problems[0]
+        raise _VideoProblem(first.file, first.problem, missing=first.missing)
+    return found.rgb_frames, found.flow_frames, found.bound, found.centres
 
 
 def _inspect_video_file(path, total_frames, offset, need_flow):

@@ -38,7 +38,7 @@ META_KEYS = (
     "source",
     "keras_twostream_version",
 )
-MODALITIES = ("rgb", "flow", "rgb_diff")
+from keras_twostream.data.modalities import MODALITIES  # noqa: E402
 
 _FRAME_RE = re.compile(r"^(img_|x_|y_)(\d+)\.jpg$")
 
@@ -322,17 +322,330 @@ def _first(items, n=3):
     return shown + (f", ... ({len(items)} in all)" if len(items) > n else "")
 
 
+class FolderProblem:
+    """One problem of a frame folder: the file it concerns (or `None`), what is wrong.
+
+    Attributes:
+        file: the offending file's path, or `None` for a folder-level problem.
+        problem: the description (the message `check_frame_folder` returns).
+        missing: whether a folder or file is absent (the pipelines raise
+            `FileNotFoundError` for those).
+    """
+
+    __slots__ = ("file", "problem", "missing")
+
+    def __init__(self, file, problem, missing=False):
+        self.file = file
+        self.problem = problem
+        self.missing = missing
+
+    def __repr__(self):
+        return f"FolderProblem(file={self.file!r}, problem={self.problem!r})"
+
+
+class FolderInspection:
+    """What `inspect_frame_folder` found: the problems and, for the pipelines, the counts.
+
+    Attributes:
+        problems: a list of `FolderProblem`, empty when the folder is usable.
+        rgb_frames: RGB frames a sample can use (from `offset + 1` on).
+        flow_frames: flow pairs a sample can use (from `offset + 1` on).
+        bound: the flow quantisation bound (`meta.json`'s, 20 without one, or the
+            `flow_bound` given).
+        centres: with `stored_means` and a `flow_means.npy`, float64 `[flow_frames, 2]`,
+            each field's mean in quantised units (0..255); else `None`.
+    """
+
+    __slots__ = ("problems", "rgb_frames", "flow_frames", "bound", "centres")
+
+    def __init__(self, problems, rgb_frames=0, flow_frames=0, bound=DEFAULT_BOUND, centres=None):
+        self.problems = problems
+        self.rgb_frames = rgb_frames
+        self.flow_frames = flow_frames
+        self.bound = bound
+        self.centres = centres
+
+
+NOT_A_FOLDER = (
+    "is a file, not a frame folder: extract its frames first (keras_twostream.data.extract)"
+)
+FOLDER_NOT_FOUND = "frame folder not found"
+
+
+def inspect_frame_folder(
+    directory,
+    modality=("rgb", "flow"),
+    frames=-1,
+    offset=0,
+    complete=True,
+    decode=False,
+    min_frames=None,
+    flow_bound=None,
+    stored_means=False,
+):
+    """The one frame-folder validator: every check of a frame folder, with one set of messages.
+
+    `check_frame_folder` (and so `keras-twostream scan`) and the pipelines' up-front check
+    (`keras_twostream.data.make_dataset`, `make_test_dataset`) both call it; they differ
+    only in how much of the folder they require:
+
+    * `complete=True` (`check_frame_folder`): the folder as `keras_twostream.data.extract`
+      writes it. Frame files are numbered 1..N without gaps and none is empty; every
+      `x_i` has its `y_i`; the counts match `meta.json`, whose flow count must be one
+      less than its RGB count; `meta.json` and `flow_means.npy` are valid; the folder
+      holds the frames the annotation asks for (`offset + frames` RGB frames and
+      `offset + frames - 1` flow pairs); with `min_frames`, enough RGB frames; with
+      `decode`, the first and last image of each kind decode.
+    * `complete=False` (the pipelines): only what a sample can read. `meta.json` is valid
+      and its counts agree; the flow bound agrees with `flow_bound`; with
+      `stored_means`, `flow_means.npy` is valid; and every frame file in the range a
+      sample can use (`offset + 1 ..`, `meta.json`'s counts or the files present, bounded
+      by `frames`) is present and not empty, each problem naming its file.
+
+    Checks shared by both modes give the same message in both.
+
+    Args:
+        directory: the frame folder.
+        modality: a modality name or a sequence of them (`"rgb"`, `"flow"`, `"rgb_diff"`).
+        frames: RGB frames the annotation says the folder has, or -1 if unknown.
+        offset: frames skipped before the first one (the first frame file is `offset + 1`).
+        complete: the whole folder (`True`) or the sample range only (`False`).
+        decode: also decode the first and last frame of each kind (`complete` only).
+        min_frames: if given, fewer RGB frames than this is a problem (`complete` only).
+        flow_bound: the bound the caller will dequantise flow with, or `None` for
+            `meta.json`'s (`complete=False` only: a disagreement is a problem).
+        stored_means: read `flow_means.npy` into `centres` (`complete=False`).
+
+    Returns:
+        A `FolderInspection`.
+
+    Example:
+
+    >>> from keras_twostream.data.frames import inspect_frame_folder
+    >>> inspect_frame_folder("frames/v_missing").problems
+    [FolderProblem(file=None, problem='frame folder not found')]
+    """
+    modality = _check_modality(modality)
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        if os.path.isfile(directory):
+            return FolderInspection([FolderProblem(None, NOT_A_FOLDER)])
+        return FolderInspection([FolderProblem(None, FOLDER_NOT_FOUND, missing=True)])
+    need_rgb = "rgb" in modality or "rgb_diff" in modality
+    need_flow = "flow" in modality
+    meta_path = os.path.join(directory, META_FILE)
+    means_path = os.path.join(directory, FLOW_MEANS_FILE)
+    problems = []
+    meta = None
+    if os.path.exists(meta_path):
+        try:
+            meta = read_meta(directory)
+        except ValueError as error:
+            problems.append(FolderProblem(meta_path, str(error)))
+            if not complete:
+                return FolderInspection(problems)
+    files = list_frame_files(directory)
+    bound = float(meta["bound"]) if meta else DEFAULT_BOUND
+    if not complete and flow_bound is not None:
+        if meta and need_flow and not abs(bound - flow_bound) <= 1e-8 + 1e-5 * abs(flow_bound):
+            problems.append(
+                FolderProblem(
+                    meta_path,
+                    f"the flow was quantised with bound={bound:g} but flow_bound={flow_bound:g} "
+                    "was given; pass flow_bound=None to read the bound from meta.json",
+                )
+            )
+            return FolderInspection(problems)
+        bound = float(flow_bound)
+
+    kinds = []
+    if need_rgb:
+        kinds.append(("img", "RGB frames", RGB_PREFIX))
+    if need_flow:
+        kinds.append(("x", "flow-x frames", FLOW_X_PREFIX))
+        kinds.append(("y", "flow-y frames", FLOW_Y_PREFIX))
+    if complete:
+        _complete_folder_problems(files, kinds, need_flow, problems)
+
+    n_rgb = len(files["img"])
+    n_flow = min(len(files["x"]), len(files["y"]))
+    if complete and meta is not None:
+        if need_rgb and n_rgb != meta["rgb_frames"]:
+            problems.append(
+                FolderProblem(
+                    meta_path,
+                    f"meta.json says {meta['rgb_frames']} RGB frames, the folder has {n_rgb}",
+                )
+            )
+        if need_flow and n_flow != meta["flow_frames"]:
+            problems.append(
+                FolderProblem(
+                    meta_path,
+                    f"meta.json says {meta['flow_frames']} flow pairs, the folder has {n_flow}",
+                )
+            )
+    if meta is not None and need_flow:
+        if complete and meta["algorithm"] in (None, "none"):
+            problems.append(
+                FolderProblem(
+                    meta_path,
+                    "flow requested but meta.json says it was extracted with flow='none'",
+                )
+            )
+        elif meta["flow_frames"] != meta["rgb_frames"] - 1:
+            problems.append(
+                FolderProblem(
+                    meta_path,
+                    f"RGB/flow counts disagree in meta.json: {meta['rgb_frames']} RGB frames "
+                    f"need {meta['rgb_frames'] - 1} flow pairs, it says {meta['flow_frames']}",
+                )
+            )
+            if not complete:
+                return FolderInspection(problems)
+    centres = None
+    if meta is not None and need_flow and (complete or stored_means):
+        try:
+            means = read_flow_means(directory, meta["flow_frames"])
+        except ValueError as error:
+            problems.append(FolderProblem(means_path, str(error)))
+            if not complete:
+                return FolderInspection(problems)
+        else:
+            if means is not None and not complete:
+                # Stored in pixels, d = q * 2b/255 - b with the bound of meta.json.
+                stored_bound = float(meta["bound"])
+                centres = (means + stored_bound) * (255.0 / (2.0 * stored_bound))
+
+    frames = int(frames)
+    offset = int(offset)
+    if complete:
+        if frames > 0:
+            if need_rgb and n_rgb and offset + frames > n_rgb:
+                problems.append(
+                    FolderProblem(
+                        None,
+                        f"the annotation needs RGB frames {offset + 1}..{offset + frames}, "
+                        f"the folder has {n_rgb}",
+                    )
+                )
+            if need_flow and n_flow and offset + frames - 1 > n_flow:
+                problems.append(
+                    FolderProblem(
+                        None,
+                        f"the annotation needs flow pairs {offset + 1}..{offset + frames - 1}, "
+                        f"the folder has {n_flow}",
+                    )
+                )
+        if min_frames is not None and n_rgb < min_frames:
+            problems.append(
+                FolderProblem(
+                    None, f"{n_rgb} RGB frames, fewer than the {min_frames} needed (min_frames)"
+                )
+            )
+        if decode:
+            _decode_problems(directory, files, kinds, problems)
+        return FolderInspection(problems, n_rgb, n_flow, bound)
+
+    # The sample range (complete=False): what a sample can read, file by file.
+    rgb_total = meta["rgb_frames"] if meta else n_rgb
+    flow_total = meta["flow_frames"] if meta else n_flow
+    num_rgb = frames if frames > 0 else rgb_total - offset
+    num_flow = flow_total - offset
+    if frames > 0:
+        num_flow = min(num_flow, frames - 1)
+    if need_rgb and num_rgb < 1:
+        problems.append(FolderProblem(None, f"no RGB frames after offset {offset} (img_*.jpg)"))
+        return FolderInspection(problems)
+    if need_flow and num_flow < 1:
+        problems.append(
+            FolderProblem(None, f"no flow frames after offset {offset} (x_*.jpg, y_*.jpg)")
+        )
+        return FolderInspection(problems)
+    empty = set(files["empty"])
+    counts = {"img": num_rgb, "x": num_flow, "y": num_flow}
+    for key, _label, prefix in kinds:
+        present = set(files[key])
+        count = counts[key]
+        for index in range(offset + 1, offset + count + 1):
+            name = f"{prefix}{index:0{INDEX_DIGITS}d}{FRAME_SUFFIX}"
+            if index not in present:
+                problems.append(
+                    FolderProblem(
+                        os.path.join(directory, name),
+                        f"missing frame file (the sample range needs {prefix}*.jpg "
+                        f"{offset + 1}..{offset + count})",
+                        missing=True,
+                    )
+                )
+                return FolderInspection(problems)
+            if name in empty:
+                problems.append(
+                    FolderProblem(os.path.join(directory, name), "empty (0-byte) frame file")
+                )
+                return FolderInspection(problems)
+    return FolderInspection(problems, max(num_rgb, 0), max(num_flow, 0), bound, centres)
+
+
+def _complete_folder_problems(files, kinds, need_flow, problems):
+    """The whole-folder checks of `inspect_frame_folder`: empty files, gaps, x/y pairs."""
+    if files["empty"]:
+        problems.append(
+            FolderProblem(None, f"empty (0-byte) frame files: {_first(files['empty'])}")
+        )
+    for key, label, prefix in kinds:
+        indices = files[key]
+        if not indices:
+            problems.append(FolderProblem(None, f"no {label} ({prefix}00001.jpg ...)"))
+            continue
+        gaps = _gaps(indices, indices[-1])
+        if gaps:
+            names = [f"{prefix}{i:0{INDEX_DIGITS}d}.jpg" for i in gaps]
+            problems.append(
+                FolderProblem(
+                    None,
+                    f"missing {label}: {_first(names)} (the last one is {indices[-1]})",
+                    missing=True,
+                )
+            )
+    if need_flow and files["x"] != files["y"]:
+        only_x = sorted(set(files["x"]) - set(files["y"]))
+        only_y = sorted(set(files["y"]) - set(files["x"]))
+        if only_x:
+            problems.append(
+                FolderProblem(None, f"x_ files without their y_ file at indices {_first(only_x)}")
+            )
+        if only_y:
+            problems.append(
+                FolderProblem(None, f"y_ files without their x_ file at indices {_first(only_y)}")
+            )
+
+
+def _decode_problems(directory, files, kinds, problems):
+    """`inspect_frame_folder(decode=True)`: the first and last image of each kind decode."""
+    import cv2
+
+    for key, _label, prefix in kinds:
+        indices = files[key]
+        for i in sorted({indices[0], indices[-1]}) if indices else ():
+            name = f"{prefix}{i:0{INDEX_DIGITS}d}.jpg"
+            path = os.path.join(directory, name)
+            if os.path.getsize(path) and cv2.imread(path, cv2.IMREAD_UNCHANGED) is None:
+                problems.append(FolderProblem(path, f"{name} does not decode as an image"))
+
+
 def check_frame_folder(
     directory, modality=("rgb", "flow"), frames=-1, offset=0, decode=True, min_frames=None
 ):
     """Lists what is wrong with a frame folder; an empty list means it is usable.
 
-    Checks, for the requested modalities: the folder exists; `meta.json` (if any) is
-    valid, and so is `flow_means.npy` (if any, for flow); frame files are numbered 1..N without gaps and none is empty; every `x_i` has
-    its `y_i`; the counts match `meta.json`, whose flow count must be one less than its
-    RGB count; the folder holds the frames an annotation asks for (`offset + frames` RGB
-    frames and `offset + frames - 1` flow pairs); and (with `decode`) the first and last
-    image of each kind decode.
+    The messages of `inspect_frame_folder(..., complete=True)`, the one frame-folder
+    validator. Checks, for the requested modalities: the folder exists; `meta.json` (if
+    any) is valid, and so is `flow_means.npy` (if any, for flow); frame files are
+    numbered 1..N without gaps and none is empty; every `x_i` has its `y_i`; the counts
+    match `meta.json`, whose flow count must be one less than its RGB count; the folder
+    holds the frames an annotation asks for (`offset + frames` RGB frames and
+    `offset + frames - 1` flow pairs); and (with `decode`) the first and last image of
+    each kind decode.
 
     Args:
         directory: the frame folder.
@@ -352,96 +665,16 @@ def check_frame_folder(
     >>> check_frame_folder("frames/v_missing")
     ['frame folder not found']
     """
-    modality = _check_modality(modality)
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        return ["frame folder not found" if not os.path.exists(directory) else "not a folder"]
-    problems = []
-    try:
-        meta = read_meta(directory)
-    except ValueError as error:
-        problems.append(str(error))
-        meta = None
-    files = list_frame_files(directory)
-    need_rgb = "rgb" in modality or "rgb_diff" in modality
-    need_flow = "flow" in modality
-    if files["empty"]:
-        problems.append(f"empty (0-byte) frame files: {_first(files['empty'])}")
-
-    kinds = []
-    if need_rgb:
-        kinds.append(("img", "RGB frames", "img_"))
-    if need_flow:
-        kinds.append(("x", "flow-x frames", "x_"))
-        kinds.append(("y", "flow-y frames", "y_"))
-    for key, label, prefix in kinds:
-        indices = files[key]
-        if not indices:
-            problems.append(f"no {label} ({prefix}00001.jpg ...)")
-            continue
-        gaps = _gaps(indices, indices[-1])
-        if gaps:
-            names = [f"{prefix}{i:0{INDEX_DIGITS}d}.jpg" for i in gaps]
-            problems.append(f"missing {label}: {_first(names)} (the last one is {indices[-1]})")
-    if need_flow and files["x"] != files["y"]:
-        only_x = sorted(set(files["x"]) - set(files["y"]))
-        only_y = sorted(set(files["y"]) - set(files["x"]))
-        if only_x:
-            problems.append(f"x_ files without their y_ file at indices {_first(only_x)}")
-        if only_y:
-            problems.append(f"y_ files without their x_ file at indices {_first(only_y)}")
-
-    n_rgb = len(files["img"])
-    n_flow = min(len(files["x"]), len(files["y"]))
-    if meta is not None and meta["has_meta"]:
-        if need_rgb and n_rgb != meta["rgb_frames"]:
-            problems.append(
-                f"meta.json says {meta['rgb_frames']} RGB frames, the folder has {n_rgb}"
-            )
-        if need_flow:
-            if n_flow != meta["flow_frames"]:
-                problems.append(
-                    f"meta.json says {meta['flow_frames']} flow pairs, the folder has {n_flow}"
-                )
-            if meta["algorithm"] in (None, "none"):
-                problems.append(
-                    "flow requested but meta.json says it was extracted with flow='none'"
-                )
-            elif meta["flow_frames"] != meta["rgb_frames"] - 1:
-                problems.append(
-                    f"RGB/flow counts disagree in meta.json: {meta['rgb_frames']} RGB frames need "
-                    f"{meta['rgb_frames'] - 1} flow pairs, it says {meta['flow_frames']}"
-                )
-            try:
-                read_flow_means(directory, meta["flow_frames"])
-            except ValueError as error:
-                problems.append(str(error))
-    frames = int(frames)
-    offset = int(offset)
-    if frames > 0:
-        if need_rgb and n_rgb and offset + frames > n_rgb:
-            problems.append(
-                f"the annotation needs RGB frames {offset + 1}..{offset + frames}, "
-                f"the folder has {n_rgb}"
-            )
-        if need_flow and n_flow and offset + frames - 1 > n_flow:
-            problems.append(
-                f"the annotation needs flow pairs {offset + 1}..{offset + frames - 1}, "
-                f"the folder has {n_flow}"
-            )
-    if min_frames is not None and n_rgb < min_frames:
-        problems.append(f"{n_rgb} RGB frames, fewer than the {min_frames} needed (min_frames)")
-    if decode:
-        import cv2
-
-        for key, _label, prefix in kinds:
-            indices = files[key]
-            for i in sorted({indices[0], indices[-1]}) if indices else ():
-                name = f"{prefix}{i:0{INDEX_DIGITS}d}.jpg"
-                path = os.path.join(directory, name)
-                if os.path.getsize(path) and cv2.imread(path, cv2.IMREAD_UNCHANGED) is None:
-                    problems.append(f"{name} does not decode as an image")
-    return problems
+    found = inspect_frame_folder(
+        directory,
+        modality,
+        frames=frames,
+        offset=offset,
+        complete=True,
+        decode=decode,
+        min_frames=min_frames,
+    )
+    return [p.problem for p in found.problems]
 
 
 def _check_modality(modality):

@@ -84,7 +84,7 @@ from keras_twostream.data.modalities import (
 )
 from keras_twostream.data.sampling import _Sampling
 from keras_twostream.data.table import _as_table, _labels
-from keras_twostream.data.views import TEST_SNIPPETS, predict_video_scores
+from keras_twostream.data.views import TEST_SNIPPETS, predict_video_scores, test_crop_params
 
 __all__ = [
     "DatasetErrors",
@@ -443,7 +443,7 @@ def make_dataset(
     use_jitter = training and any(v > 0 for v in jitter_amounts.values())
     _check_choice(augmentation, AUGMENTATIONS, "augmentation")
     use_lighting = training and augmentation == "two_stream"
-    centre = augment.test_crop_params(1, cfg.image_size, scale_size)[0]
+    centre = test_crop_params(1, cfg.image_size, scale_size)[0]
     n = len(videos["dir"])
 
     def draw(epoch):
@@ -552,7 +552,8 @@ def make_test_dataset(
     fields), or with `num_paths` is STPN's block of `P` chunks around it
     (`tau` drawn from `path_interval` with `seed`, as the paper draws it at
     test time too). Crops are described in
-    `keras_twostream.data.augment.test_crop_params`; flipped views negate flow-x.
+    `keras_twostream.evaluation.protocol` (`test_crop_params`, defined in
+    `keras_twostream.data.views`); flipped views negate flow-x.
 
     `snippets="random"` is STPN's protocol instead (Wang et al., CVPR 2017,
     Sect. 4.7): "10 video snippets are randomly sampled and each of them
@@ -619,7 +620,7 @@ def make_test_dataset(
     """
     num_frames = _check_int(num_frames, "num_frames")
     _check_choice(snippets, TEST_SNIPPETS, "snippets")
-    crop_params = augment.test_crop_params(crops, image_size, scale_size)
+    crop_params = test_crop_params(crops, image_size, scale_size)
     cfg, videos, labels, multi, errors = _common_args(
         table,
         root,

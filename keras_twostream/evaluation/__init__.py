@@ -1,4 +1,4 @@
-"""Test-time protocols, score fusion and metrics."""
+"""Test-time protocols (`protocol`: frames x crops views, clips), score fusion and metrics."""
 
 from keras_twostream.evaluation.adaptive_fusion import AdaptiveFusion
 from keras_twostream.evaluation.fusion import (
@@ -16,10 +16,23 @@ from keras_twostream.evaluation.metrics import (
     per_class_recall,
     top_k_accuracy,
 )
+from keras_twostream.evaluation.protocol import (
+    TEST_CROPS,
+    TEST_SNIPPETS,
+    TEST_VIEWS,
+    num_views,
+    regroup_clips,
+    resolve_protocol,
+    test_crop_params,
+    view_index,
+)
 from keras_twostream.evaluation.scores import ScoreFile, load_scores, save_scores
 
 __all__ = [
     "FUSION_METHODS",
+    "TEST_CROPS",
+    "TEST_SNIPPETS",
+    "TEST_VIEWS",
     "AdaptiveFusion",
     "SVMFusion",
     "ScoreFile",
@@ -29,9 +42,14 @@ __all__ = [
     "fuse_scores",
     "load_scores",
     "mean_class_accuracy",
+    "num_views",
     "per_class_recall",
+    "regroup_clips",
+    "resolve_protocol",
     "save_scores",
     "search_fusion_weights",
+    "test_crop_params",
     "top_k_accuracy",
+    "view_index",
     "weighted_fusion",
 ]
