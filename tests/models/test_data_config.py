@@ -8,8 +8,7 @@ import pytest
 
 import keras_twostream
 from keras_twostream.commands.defaults import PAPER_DEFAULTS
-from keras_twostream.data import augment, make_dataset, make_test_dataset
-from keras_twostream.data import pipeline
+from keras_twostream.data import augment, make_dataset, make_test_dataset, pipeline
 from keras_twostream.models import MODELS, data_config
 from keras_twostream.models.data_config import default_rgb_normalization
 
@@ -89,7 +88,9 @@ def test_inputs_are_normalised_as_the_backbone_weights_expect():
 def test_a_contradicting_argument_names_both_values():
     model = _build("two_stream")
     table = pd.DataFrame({"path": [FRAMES], "label": [0]})
-    with pytest.raises(ValueError, match=r"image_size=64 contradicts the model's data config \(image_size=32\)"):
+    with pytest.raises(
+        ValueError, match=r"image_size=64 contradicts the model's data config \(image_size=32\)"
+    ):
         make_dataset(table, data_config=model, image_size=64)
     # The same value is no contradiction, and (height, width) equals a square int.
     make_dataset(table, data_config=model, image_size=(32, 32), batch_size=1)
@@ -113,7 +114,10 @@ def test_set_entries_are_saved_and_survive_rebuild(tmp_path):
     model = _build("cma")
     assert model.data_config()["flow_normalization"] == "bound"  # CMA paper, Sect. 4.1
     model.set_data_config(
-        class_names=["a", "b", "c"], rgb_normalization="torch", flow_bound=15, mean_subtract_flow=True
+        class_names=["a", "b", "c"],
+        rgb_normalization="torch",
+        flow_bound=15,
+        mean_subtract_flow=True,
     )
     path = tmp_path / "m.keras"
     model.save(path)
