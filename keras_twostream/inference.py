@@ -77,7 +77,9 @@ def _classes(model, info, classes):
     from keras_twostream.commands import common
 
     num_classes = common.num_classes_of(model)
-    classes = list(classes or info.get("classes") or [f"class_{i}" for i in range(num_classes)])
+    known = common.data_config_of(model, info).get("class_names")
+    known = known if isinstance(known, list) else None
+    classes = list(classes or known or [f"class_{i}" for i in range(num_classes)])
     if len(classes) != num_classes:
         raise ValueError(
             f"Expected {num_classes} class names (the model predicts {num_classes} classes). "
@@ -196,7 +198,7 @@ def predict_video(
                 source,
                 flow=data.get("flow") or "tvl1",
                 short_side=data.get("short_side") or 256,
-                bound=data.get("bound") or 20.0,
+                bound=common.data_config_of(model, info)["flow_bound"] or data.get("bound") or 20.0,
             )
         if spans is None:
             table = pd.DataFrame({"path": [source]})
@@ -405,7 +407,7 @@ def predict_stream(
     output_name = output_name or common.primary_output(outputs)
     frames_wanted, _, views = _protocol(model, info, num_frames, 1)
     scorer = scoring_model(model, spec, "frame")
-    rgb_normalization = info.get("data", {}).get("rgb_normalization", "unit")
+    rgb_normalization = common.data_config_of(model, info)["rgb_normalization"]
     if isinstance(source, str) and source.isdigit():
         source = int(source)
     capture = cv2.VideoCapture(source)

@@ -118,6 +118,13 @@ def test_train_writes_checkpoints_history_and_model_card(workflow):
     assert card["data"]["flow"] == "dis" and card["data"]["short_side"] == 32
     assert card["data"]["flow_length"] == 2 and card["data"]["segments"] == 2
     assert not list(run.glob(".*tmp*"))
+    # The model file itself carries its data contract (issue 19 item 3), card or no card.
+    from keras_twostream.models import load_model
+
+    config = load_model(run / "best.keras").data_config()
+    assert config["class_names"] == workflow.classes
+    assert (config["num_segments"], config["flow_length"], config["image_size"]) == (2, 2, 32)
+    assert config["rgb_normalization"] == card["data"]["rgb_normalization"]
 
 
 def test_evaluate_reports_every_output_with_the_test_protocol(workflow, evaluated):
@@ -254,6 +261,8 @@ def test_export_savedmodel_matches_keras_in_a_fresh_process(workflow, tmp_path):
     assert main(["export", str(workflow.run / "best.keras"), str(out)]) == 0
     card = json.loads((out / "assets.extra" / "keras_twostream.json").read_text())
     assert card["classes"] == workflow.classes
+    assert card["data_config"]["class_names"] == workflow.classes
+    assert card["data_config"]["modalities"] == ["rgb", "flow"]
     model = load_model(workflow.run / "best.keras")
     rng = np.random.default_rng(0)
     inputs = {

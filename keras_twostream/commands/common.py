@@ -263,7 +263,7 @@ class DataSpec:
 
 
 def model_spec(model):
-    """Reads a model's `DataSpec` from its input shapes and config.
+    """Reads a model's `DataSpec` from its `data_config()` (foreign models: their input shapes).
 
     Example:
 
@@ -273,34 +273,89 @@ def model_spec(model):
     >>> spec.modalities, spec.segments, spec.flow_length
     (('rgb', 'flow'), 3, 2)
     """
-    shapes = getattr(model, "_input_shapes", None)
-    if not shapes:
-        inputs = model.input if isinstance(model.input, dict) else {}
-        shapes = {name: tuple(t.shape[1:]) for name, t in inputs.items()}
+    if hasattr(model, "data_config"):
+        config = model.data_config()
+        if not config["modalities"] or set(config["modalities"]) - {"rgb", "flow", "rgb_diff"}:
+            raise UserError(
+                f"{model.name}: expected a model with named inputs among 'rgb', 'flow', "
+                f"'rgb_diff'; it takes {list(config['modalities'])}"
+            )
+        return DataSpec(
+            modalities=tuple(config["modalities"]),
+            image_size=config["image_size"],
+            segments=int(config["num_segments"]),
+            segment_arg="num_segments" if "num_segments" in model.get_config() else None,
+            flow_length=int(config["flow_length"] or 1),
+            diff_length=int(config["diff_length"] or 1),
+            num_paths=config["num_paths"],
+        )
+    inputs = model.input if isinstance(model.input, dict) else {}
+    shapes = {name: tuple(t.shape[1:]) for name, t in inputs.items()}
     unknown = sorted(set(shapes) - {"rgb", "flow", "rgb_diff"})
     if not shapes or unknown:
         raise UserError(
             f"{model.name}: expected a model with named inputs among 'rgb', 'flow', 'rgb_diff'; "
             f"it takes {sorted(shapes)}"
         )
-    config = model.get_config()
-    segment_arg = next((a for a in ("num_segments", "num_frames") if a in config), None)
     first = next(iter(shapes.values()))
-    segments = int(config[segment_arg]) if segment_arg else int(first[0])
     height, width = int(first[1]), int(first[2])
     spec = DataSpec(
         modalities=tuple(shapes),
         image_size=height if height == width else (height, width),
-        segments=segments,
-        segment_arg=segment_arg,
+        segments=int(first[0]),
+        segment_arg=None,
     )
     if "flow" in shapes:
         spec.flow_length = int(shapes["flow"][-1]) // 2
-        if int(shapes["flow"][0]) != segments:  # STPN: K * P flow chunks
-            spec.num_paths = int(shapes["flow"][0]) // segments
     if "rgb_diff" in shapes:
         spec.diff_length = int(shapes["rgb_diff"][-1]) // 3
     return spec
+
+
+# The preprocessing entries of a model's data config that model cards of runs trained
+# before the model owned them (keras_twostream < 0.9) recorded under "data".
+_CARD_PREPROCESSING = ("rgb_normalization", "flow_normalization", "mean_subtract_flow")
+
+
+def data_config_of(model, info=None):
+    """The model's `data_config()`; for a model saved before models owned their data
+    settings, the model card (`info`) fills in the preprocessing and class names.
+
+    Example:
+
+    >>> from keras_twostream import build_two_stream
+    >>> from keras_twostream.commands.common import data_config_of
+    >>> model = build_two_stream(2, backbone="tiny", image_size=32, flow_length=2)
+    >>> data_config_of(model, {"classes": ["a", "b"], "data": {"rgb_normalization": "caffe"}})["rgb_normalization"]
+    'caffe'
+    """
+    info = info or {}
+    if not hasattr(model, "data_config"):
+        spec = model_spec(model)
+        config = {
+            "modalities": spec.modalities,
+            "image_size": spec.image_size,
+            "num_segments": spec.segments,
+            "flow_length": spec.flow_length if "flow" in spec.modalities else None,
+            "num_paths": spec.num_paths,
+            "diff_length": spec.diff_length if "rgb_diff" in spec.modalities else None,
+            "rgb_normalization": "unit",
+            "flow_normalization": "pixels",
+            "mean_subtract_flow": True,
+            "flow_bound": None,
+            "class_names": None,
+        }
+        stored = {}
+    else:
+        config = model.data_config()
+        stored = model.get_config().get("data_config") or {}
+    card = info.get("data") or {}
+    for key in _CARD_PREPROCESSING:
+        if key not in stored and key in card:
+            config[key] = card[key]
+    if config.get("class_names") is None and info.get("classes"):
+        config["class_names"] = list(info["classes"])
+    return config
 
 
 def model_name_of(model, info=None):

@@ -229,6 +229,13 @@ def run(args):
             "skipped": report.skipped,
         }
 
+    # The model carries MMAction2's input normalisation and the class names.
+    model.set_data_config(
+        **MMACTION2_NORMALIZATION["spatial"],
+        **MMACTION2_NORMALIZATION["temporal"],
+        class_names=list(classes),
+    )
+
     # === Outputs ===
     spec = common.model_spec(model)
     outputs = [n for n, _ in common.score_outputs(model)]

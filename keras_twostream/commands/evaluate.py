@@ -178,23 +178,17 @@ def score_videos(
     from keras_twostream.data import make_test_dataset, predict_video_scores
 
     spec = common.model_spec(model)
-    data = info.get("data", {})
+    # The model's data contract; evaluate checks the class names itself (a warning).
+    config = {k: v for k, v in common.data_config_of(model, info).items() if k != "class_names"}
     if views == "clip" and frames < spec.segments:
         raise UserError(
             f"--frames {frames}: this model scores clips of {spec.segments} frames; give at least {spec.segments}"
         )
     dataset = make_test_dataset(
         table,
-        modalities=spec.modalities,
+        data_config=config,
         num_frames=frames,
         crops=crops,
-        flow_length=spec.flow_length,
-        image_size=spec.image_size,
-        num_paths=spec.num_paths,
-        diff_length=spec.diff_length,
-        rgb_normalization=data.get("rgb_normalization", "unit"),
-        flow_normalization=data.get("flow_normalization", "pixels"),
-        mean_subtract_flow=data.get("mean_subtract_flow", True),
         on_error=on_error,
         errors=errors,
         snippets=snippets,
@@ -298,8 +292,8 @@ def evaluate_split(model_path, args, split):
             f"{model_path} predicts {num_classes} classes but the data has {len(classes)} ({source}); "
             "evaluate on data with the classes the model was trained on"
         )
-    known = info.get("classes")
-    if known and list(known) != list(classes):
+    known = common.data_config_of(model, info).get("class_names")
+    if isinstance(known, list) and list(known) != list(classes):
         differ = [i for i, (a, b) in enumerate(zip(known, classes, strict=True)) if a != b]
         common.say(
             COMMAND,

@@ -110,6 +110,7 @@ def run(args):
         if spec.segment_arg is None or not hasattr(model, "rebuild"):
             raise UserError(f"{model_path}: this model has no segment count to change")
         model = model.rebuild(**{spec.segment_arg: args.segments})
+    card = {**info, "data_config": common.data_config_of(model, info)}
     model.predict(
         _random_inputs(model, batch=1), verbose=0
     )  # the ONNX converter needs a called model
@@ -128,12 +129,10 @@ def run(args):
         except Exception as error:  # noqa: BLE001 - reported as one line, the cause is the model's
             shutil.rmtree(temp, ignore_errors=True)
             raise UserError(f"SavedModel export failed: {common.first_line(error)}") from None
-        if info:
-            extra = temp / "assets.extra"
-            extra.mkdir(exist_ok=True)
-            (extra / "keras_twostream.json").write_text(
-                json.dumps(info, indent=2), encoding="utf-8"
-            )
+        # What a server needs to make the inputs: the model card and the model's data config.
+        extra = temp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        (extra / "keras_twostream.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         os.replace(temp, out)
@@ -175,8 +174,7 @@ def run(args):
     if out.exists():
         out.unlink()
     os.replace(temp, out)
-    if info:
-        common.write_sidecar(out, {k: v for k, v in info.items() if k != "format"})
+    common.write_sidecar(out, {k: v for k, v in card.items() if k != "format"})
     common.say(
         COMMAND,
         f"ONNX: {out}"

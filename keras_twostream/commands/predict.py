@@ -95,13 +95,13 @@ def add_arguments(parser):
     parser.set_defaults(func=run)
 
 
-def _extract(video, folder, info, args, needs_flow):
+def _extract(video, folder, info, args, needs_flow, flow_bound=None):
     from keras_twostream.data.extract import extract_video
 
     data = info.get("data", {})
     flow = (args.flow or data.get("flow") or "tvl1") if needs_flow else "none"
     short_side = args.short_side or data.get("short_side") or 256
-    bound = data.get("bound") or 20.0
+    bound = flow_bound or data.get("bound") or 20.0  # the model's data config first
     extract_video(video, folder, flow=flow, short_side=short_side, bound=bound)
     return flow, short_side
 
@@ -227,7 +227,9 @@ def run(args):
     info = common.read_sidecar(model_path)
     outputs = [name for name, _ in common.score_outputs(model)]
     num_classes = common.num_classes_of(model)
-    classes = info.get("classes") or [f"class_{i}" for i in range(num_classes)]
+    config = common.data_config_of(model, info)
+    known = config.get("class_names")
+    classes = known if isinstance(known, list) else [f"class_{i}" for i in range(num_classes)]
     if len(classes) != num_classes:
         raise UserError(
             f"{common.sidecar_path(model_path)} names {len(classes)} classes but the model predicts {num_classes}"
@@ -250,7 +252,9 @@ def run(args):
         try:
             folder = os.path.join(workdir, "video")
             try:
-                flow, short_side = _extract(video, folder, info, args, "flow" in spec.modalities)
+                flow, short_side = _extract(
+                    video, folder, info, args, "flow" in spec.modalities, config["flow_bound"]
+                )
             except ValueError as error:  # VideoDecodeError: unreadable, truncated, too short
                 print(f"{video}: error: {common.first_line(error)}", flush=True)
                 failed += 1

@@ -654,6 +654,13 @@ def _copy_weights(path, model, num_classes):
             "use the same --model, --backbone, --image-size, --segments and --flow-length"
         )
     model.set_weights(weights)
+    preprocessing = {
+        k: v
+        for k, v in (source.get_config().get("data_config") or {}).items()
+        if k != "class_names"
+    }
+    if preprocessing and hasattr(model, "set_data_config"):
+        model.set_data_config(**preprocessing)
 
 
 def checkpoint_callback(best_path, last_path, monitors, sidecar):
@@ -1102,6 +1109,24 @@ def run(args):
     outputs = [n for n, _ in common.score_outputs(model)]
     primary = common.primary_output(outputs)
 
+    # The model owns its data contract (saved in the .keras file): the pipelines below,
+    # evaluate, predict and export all read model.data_config().
+    extraction = common.extraction_settings(train_table)
+    inherited = (model.get_config().get("data_config") or {}).get("rgb_normalization")
+    model.set_data_config(
+        # --weights MODEL.keras keeps the input range the weights were trained on.
+        rgb_normalization=inherited or _rgb_normalization(settings, model),
+        flow_normalization=settings["flow_normalization"],
+        mean_subtract_flow=settings["mean_subtract_flow"],
+        # Divided by the bound, flow means something else under another bound: record it.
+        flow_bound=(
+            extraction.get("bound")
+            if settings["flow_normalization"] == "bound" and "flow" in spec.modalities
+            else None
+        ),
+        class_names=list(classes) if isinstance(num_classes, int) else None,
+    )
+    config = model.data_config()
     data_settings = {
         "modalities": list(spec.modalities),
         "image_size": spec.image_size,
@@ -1109,21 +1134,13 @@ def run(args):
         "flow_length": spec.flow_length,
         "diff_length": spec.diff_length,
         "num_paths": spec.num_paths,
-        "rgb_normalization": _rgb_normalization(settings, model),
-        "flow_normalization": settings["flow_normalization"],
-        "mean_subtract_flow": settings["mean_subtract_flow"],
-        **common.extraction_settings(train_table),
+        "rgb_normalization": config["rgb_normalization"],
+        "flow_normalization": config["flow_normalization"],
+        "mean_subtract_flow": config["mean_subtract_flow"],
+        **extraction,
     }
     pipeline_args = dict(
-        modalities=spec.modalities,
-        num_segments=spec.segments,
-        flow_length=spec.flow_length,
-        diff_length=spec.diff_length,
-        num_paths=spec.num_paths,
-        image_size=spec.image_size,
-        rgb_normalization=data_settings["rgb_normalization"],
-        flow_normalization=settings["flow_normalization"],
-        mean_subtract_flow=settings["mean_subtract_flow"],
+        data_config={k: v for k, v in config.items() if k != "class_names"},
         num_classes=num_classes,
     )
     from keras_twostream.data import DatasetErrors

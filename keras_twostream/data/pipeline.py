@@ -66,6 +66,7 @@ import tensorflow as tf
 
 from keras_twostream.data import augment, sampling
 from keras_twostream.data._validation import _check_choice, _check_int
+from keras_twostream.data.data_config import accepts_data_config
 from keras_twostream.data.decoding import _decode_views
 from keras_twostream.data.folders import _check_backward_flow, _scan
 from keras_twostream.data.guard import (
@@ -260,6 +261,7 @@ def _common_args(
 # --------------------------------------------------------------------------
 
 
+@accepts_data_config
 def make_dataset(
     table,
     root=None,
@@ -291,6 +293,7 @@ def make_dataset(
     drop_remainder=False,
     flow_stacking="flow",
     bidirectional_flow=False,
+    data_config=None,
 ):
     """Builds a `tf.data.Dataset` of `(inputs, labels)` batches from frame folders.
 
@@ -386,6 +389,12 @@ def make_dataset(
             forward first, then backward), read from the `bx_`/`by_` files that
             `keras-twostream extract --flow tvl1-xla --backward-flow` writes.
             `flow_length` must be even. Both options decode whole flow fields.
+        data_config: a model (its `data_config()`) or such a dict: the arguments
+            this call leaves out come from it (modalities, image size, segments, flow
+            length, paths, normalisations, flow bound; its class names set
+            `num_classes` and must match the table's `attrs["classes"]`), and an
+            argument that contradicts it raises a `ValueError` naming both
+            (`keras_twostream.data.data_config`).
 
     Returns:
         A `tf.data.Dataset` of `(inputs, labels)`; `inputs` maps each modality
@@ -516,6 +525,7 @@ def make_dataset(
     return ds
 
 
+@accepts_data_config
 def make_test_dataset(
     table,
     root=None,
@@ -540,6 +550,7 @@ def make_test_dataset(
     flow_stacking="flow",
     bidirectional_flow=False,
     snippets="uniform",
+    data_config=None,
 ):
     """Builds the test-time protocol: every view of one video per element.
 
@@ -594,6 +605,8 @@ def make_test_dataset(
         bidirectional_flow: see `make_dataset`.
         snippets: `"uniform"` (equally spaced, the two-stream/TSN protocol) or
             `"random"` (STPN's randomly sampled snippets).
+        data_config: as for `make_dataset` (its `num_segments` does not apply:
+            every view is one snippet).
 
     Returns:
         A `tf.data.Dataset` with one element per video, `(inputs, label)`, where

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_twostream.models import data_config as _data_config
+
 
 @keras.saving.register_keras_serializable(package="keras_twostream")
 class MaskedSparseCategoricalAccuracy(keras.metrics.SparseCategoricalAccuracy):
@@ -61,10 +63,109 @@ class VideoClassifier(keras.Model):
     3
     """
 
+    # Preprocessing the paper gives for this model's flow (subclasses override).
+    FLOW_DATA_DEFAULTS = {"flow_normalization": "pixels", "mean_subtract_flow": True}
+
+    def __init__(self, *args, data_config=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Set entries of `data_config()` (the preprocessing and class names); the
+        # rest is derived. Subclasses store their own arguments after this call.
+        self._data_config_entries = {}
+        if data_config:
+            self._data_config_entries = _data_config.check_entries(
+                dict(data_config),
+                None,
+                type(self).__name__,  # counts were checked when set
+            )
+
     @classmethod
     def from_config(cls, config):
         # KerasHub style: the config is exactly the constructor's arguments.
         return cls(**config)
+
+    def get_config(self):
+        """`{"data_config": ...}`: what `set_data_config` set; subclasses add their arguments."""
+        entries = getattr(self, "_data_config_entries", {})
+        return {"data_config": dict(entries)} if entries else {}
+
+    # --- The data contract --------------------------------------------------------
+    def data_config(self):
+        """What this model needs from its data, as the data pipeline's own argument names.
+
+        Returns a new dict with `modalities`, `image_size`, `num_segments`,
+        `flow_length`, `num_paths`, `diff_length` (from the network),
+        `rgb_normalization`, `flow_normalization`, `mean_subtract_flow`,
+        `flow_bound` and `class_names` (set with `set_data_config`, else the
+        defaults of the backbone weights and the paper); see
+        `keras_twostream.models.data_config`. Pass it, or the model itself, as
+        `make_dataset(..., data_config=model)`.
+
+        Example:
+
+        >>> import keras_twostream
+        >>> model = keras_twostream.build_two_stream(5, backbone="tiny", image_size=32, flow_length=2)
+        >>> config = model.data_config()
+        >>> config["modalities"], config["image_size"], config["num_segments"], config["flow_length"]
+        (('rgb', 'flow'), 32, 1, 2)
+        >>> config["rgb_normalization"], config["flow_normalization"], config["class_names"]
+        ('unit', 'pixels', None)
+        """
+        shapes = getattr(self, "_input_shapes", None) or {}
+        config = self.get_config()
+        first = next(iter(shapes.values()), None)
+        height, width = (int(first[1]), int(first[2])) if first is not None else (None, None)
+        segments = config.get("num_segments")
+        if segments is None and first is not None:
+            segments = int(first[0])
+        flow = shapes.get("flow")
+        result = {
+            "modalities": tuple(shapes),
+            "image_size": height if height == width else (height, width),
+            "num_segments": None if segments is None else int(segments),
+            "flow_length": int(flow[-1]) // 2 if flow is not None else None,
+            "num_paths": (
+                int(flow[0]) // int(segments)
+                if flow is not None and segments and int(flow[0]) != int(segments)
+                else None
+            ),
+            "diff_length": int(shapes["rgb_diff"][-1]) // 3 if "rgb_diff" in shapes else None,
+            "rgb_normalization": _data_config.default_rgb_normalization(
+                config.get("backbone"), config.get("spatial_weights")
+            ),
+            **self.FLOW_DATA_DEFAULTS,
+            "flow_bound": None,
+            "class_names": None,
+        }
+        for key, value in getattr(self, "_data_config_entries", {}).items():
+            if value is not None:
+                result[key] = list(value) if isinstance(value, list) else value
+        return result
+
+    def set_data_config(self, **entries):
+        """Sets preprocessing entries of `data_config()`; they are saved with the model.
+
+        Settable: `rgb_normalization`, `flow_normalization`, `mean_subtract_flow`,
+        `flow_bound`, `class_names`; `None` restores the default. The other keys
+        follow from the network (`rebuild` changes them). `keras-twostream train`
+        and `convert` set these, so a `.keras` file knows how its inputs were made.
+
+        Example:
+
+        >>> import keras_twostream
+        >>> model = keras_twostream.build_two_stream(3, backbone="tiny", image_size=32, flow_length=2)
+        >>> model.set_data_config(class_names=["run", "jump", "sit"], rgb_normalization="torch")
+        >>> model.data_config()["class_names"], model.get_config()["data_config"]["rgb_normalization"]
+        (['run', 'jump', 'sit'], 'torch')
+        >>> model.set_data_config(image_size=64)
+        Traceback (most recent call last):
+        ...
+        ValueError: TwoStream: unknown data config keys ['image_size'] (image_size follow from the network: use model.rebuild(...)); settable: ['rgb_normalization', 'flow_normalization', 'mean_subtract_flow', 'flow_bound', 'class_names']
+        """
+        checked = _data_config.check_entries(
+            entries, getattr(self, "num_classes", None), type(self).__name__
+        )
+        merged = {**getattr(self, "_data_config_entries", {}), **checked}
+        self._data_config_entries = {k: v for k, v in merged.items() if v is not None}
 
     def _set_contract(self, input_shapes, label_map, loss_outputs):
         self._input_shapes = {k: tuple(v) for k, v in input_shapes.items()}

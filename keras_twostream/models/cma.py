@@ -368,8 +368,12 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
             return []
         return [self.get_layer(f"{branch}_cma_{name}") for name in self.cma_block_names]
 
+    # Sect. 4.1: flow divided by its bound, to [-1, 1]; no mean subtraction is mentioned.
+    FLOW_DATA_DEFAULTS = {"flow_normalization": "bound", "mean_subtract_flow": False}
+
     def get_config(self):
         return {
+            **super().get_config(),
             "name": self.name,
             "trainable": self.trainable,
             "num_classes": self.num_classes,
@@ -603,8 +607,12 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
         """T, frames per 3-D clip: `num_segments` under the name of the paper's setting."""
         return self.num_segments
 
+    # Sect. 4.1: flow divided by its bound, to [-1, 1]; no mean subtraction is mentioned.
+    FLOW_DATA_DEFAULTS = {"flow_normalization": "bound", "mean_subtract_flow": False}
+
     def get_config(self):
         return {
+            **super().get_config(),
             "name": self.name,
             "trainable": self.trainable,
             "num_classes": self.num_classes,

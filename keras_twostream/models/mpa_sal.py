@@ -502,6 +502,7 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
     # --- Config ----------------------------------------------------------------------------
     def get_config(self):
         return {
+            **super().get_config(),
             "name": self.name,
             "trainable": self.trainable,
             "num_classes": self.num_classes,

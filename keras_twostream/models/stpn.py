@@ -661,6 +661,7 @@ class STPN(VideoClassifier):
 
     def get_config(self):
         return {
+            **super().get_config(),
             "name": self.name,
             "trainable": self.trainable,
             "num_classes": self.num_classes,

@@ -448,6 +448,7 @@ class TCLSTA(VideoClassifier):
 
     def get_config(self):
         return {
+            **super().get_config(),
             "name": self.name,
             "trainable": self.trainable,
             "num_classes": self.num_classes,

@@ -250,6 +250,7 @@ class TwoStream(VideoClassifier):
 
     def get_config(self):
         return {
+            **super().get_config(),
             "name": self.name,
             "trainable": self.trainable,
             "num_classes": self.num_classes,
