@@ -574,8 +574,11 @@ def check_missing(table, root, source, command, skip=False):
     >>> from keras_twostream.commands.common import check_missing
     >>> table = check_missing(table, "ucf101_frames", "ucfTrainTestlist", "train")  # doctest: +SKIP
     """
+    from keras_twostream.data.frames import folder_presence_problem
+
+    # The frame-folder validator's first check (the rest runs when the pipeline is built).
     # A video file counts as present: RGB-only models read videos directly (video_data).
-    present = [os.path.isdir(p) or os.path.isfile(p) for p in table["path"]]
+    present = [folder_presence_problem(p, video_files=True) is None for p in table["path"]]
     missing = [vid for vid, ok in zip(video_ids(table, root), present, strict=True) if not ok]
     if not missing:
         return table

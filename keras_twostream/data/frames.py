@@ -372,6 +372,35 @@ NOT_A_FOLDER = (
 FOLDER_NOT_FOUND = "frame folder not found"
 
 
+def folder_presence_problem(directory, video_files=False):
+    """The validator's first check: is there a frame folder (or a video) at `directory`?
+
+    `inspect_frame_folder` starts with it, and the commands' up-front check of a whole
+    annotation (`keras_twostream.commands.common.check_missing`) runs only it, so both
+    name a missing folder with the same words.
+
+    Args:
+        directory: the frame folder's path.
+        video_files: a file counts as present (the RGB-only pipelines decode video files
+            directly); otherwise a file is a problem (`NOT_A_FOLDER`).
+
+    Returns:
+        `None` when present, else a `FolderProblem` (`missing` is true for an absent path).
+
+    Example:
+
+    >>> from keras_twostream.data.frames import folder_presence_problem
+    >>> folder_presence_problem("frames/v_missing")
+    FolderProblem(file=None, problem='frame folder not found')
+    """
+    directory = os.fspath(directory)
+    if os.path.isdir(directory):
+        return None
+    if os.path.isfile(directory):
+        return None if video_files else FolderProblem(None, NOT_A_FOLDER)
+    return FolderProblem(None, FOLDER_NOT_FOUND, missing=True)
+
+
 def inspect_frame_folder(
     directory,
     modality=("rgb", "flow"),
@@ -427,10 +456,9 @@ def inspect_frame_folder(
     """
     modality = _check_modality(modality)
     directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        if os.path.isfile(directory):
-            return FolderInspection([FolderProblem(None, NOT_A_FOLDER)])
-        return FolderInspection([FolderProblem(None, FOLDER_NOT_FOUND, missing=True)])
+    presence = folder_presence_problem(directory)
+    if presence is not None:
+        return FolderInspection([presence])
     need_rgb = "rgb" in modality or "rgb_diff" in modality
     need_flow = "flow" in modality
     meta_path = os.path.join(directory, META_FILE)

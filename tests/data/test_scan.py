@@ -196,3 +196,34 @@ def test_ucf101_split_folder_against_frame_folders(tmp_path):
     (lists / "testlist01.txt").write_text("Run/v_Run_g02_c01.avi\n")
     with pytest.raises(ValueError, match=r"testlist01.txt, line 1: the class folder 'Run'"):
         scan_dataset(lists, root=frames, progress=False)
+
+
+def test_commands_check_missing_uses_the_validators_presence_check(tmp_path, capsys):
+    """`check_missing` (train/evaluate) and `inspect_frame_folder` agree on what is missing."""
+    from keras_twostream.commands.common import UserError, check_missing
+    from keras_twostream.data.frames import (
+        FOLDER_NOT_FOUND,
+        NOT_A_FOLDER,
+        folder_presence_problem,
+        inspect_frame_folder,
+    )
+
+    (tmp_path / "Run" / "v1").mkdir(parents=True)
+    (tmp_path / "Run" / "v2.avi").write_bytes(b"RIFF")  # a video file: read directly
+    paths = [tmp_path / "Run" / "v1", tmp_path / "Run" / "v2.avi", tmp_path / "Jump" / "v3"]
+    table = pd.DataFrame({"path": [str(p) for p in paths], "label": [0, 0, 1]})
+
+    assert [folder_presence_problem(p, video_files=True) is None for p in paths] == [1, 1, 0]
+    assert folder_presence_problem(paths[1]).problem == NOT_A_FOLDER
+    assert inspect_frame_folder(paths[1]).problems[0].problem == NOT_A_FOLDER
+    missing = folder_presence_problem(paths[2])
+    assert (missing.problem, missing.missing) == (FOLDER_NOT_FOUND, True)
+    assert inspect_frame_folder(paths[2]).problems[0].problem == FOLDER_NOT_FOUND
+
+    with pytest.raises(UserError, match=r"1 of the 3 videos named in split1.txt .*Jump/v3.*--skip"):
+        check_missing(table, tmp_path, "split1.txt", "train")
+    kept = check_missing(table, tmp_path, "split1.txt", "train", skip=True)
+    assert list(kept["path"]) == [str(p) for p in paths[:2]]
+    assert "Jump/v3; left out (--skip-missing)" in capsys.readouterr().out
+    with pytest.raises(UserError, match="none of the videos"):
+        check_missing(table.iloc[2:], tmp_path, "split1.txt", "train", skip=True)
