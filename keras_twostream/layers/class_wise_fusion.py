@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_twostream.layers.score_logits import score_logits
+
 
 @keras.saving.register_keras_serializable(package="keras_twostream")
 class ClassWiseFusion(keras.layers.Layer):
@@ -29,6 +31,12 @@ class ClassWiseFusion(keras.layers.Layer):
     `keras_twostream.evaluation.AdaptiveFusion`. They are saved with the model.
 
     Args:
+        log_scores: return the logarithm of the fused scores (a model's
+            `logits=True`): their softmax is the scores divided by their
+            sum, which is the scores themselves with uniform weights
+            (`keras_twostream.layers.score_logits`). With per-class weights,
+            average views on the scores (`exp` of these logits), not on the
+            logits, to keep Eq. (14) at video level.
         **kwargs: base layer keyword arguments, such as `name`.
 
     Call arguments:
@@ -51,6 +59,10 @@ class ClassWiseFusion(keras.layers.Layer):
     [[0.6, 0.8]]
     """
 
+    def __init__(self, log_scores=False, **kwargs):
+        super().__init__(**kwargs)
+        self.log_scores = bool(log_scores)
+
     def build(self, input_shape):
         if (
             not isinstance(input_shape, (list, tuple))
@@ -72,7 +84,8 @@ class ClassWiseFusion(keras.layers.Layer):
     def call(self, inputs):
         scores = ops.stack(inputs, axis=-1)  # [B, C, M]
         # Eq. (14): W_j S J_j for every class j.
-        return ops.sum(scores * ops.cast(self.class_weights, scores.dtype), axis=-1)
+        fused = ops.sum(scores * ops.cast(self.class_weights, scores.dtype), axis=-1)
+        return score_logits(fused) if self.log_scores else fused
 
     def set_class_weights(self, class_weights):
         """Sets the weights `(num_classes, num_streams)`: row `j` is `W_j` of Eq. (14)."""
@@ -92,3 +105,6 @@ class ClassWiseFusion(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "log_scores": self.log_scores}

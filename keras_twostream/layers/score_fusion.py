@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_twostream.layers.score_logits import score_logits
+
 
 @keras.saving.register_keras_serializable(package="keras_twostream")
 class ScoreFusion(keras.layers.Layer):
@@ -21,6 +23,9 @@ class ScoreFusion(keras.layers.Layer):
         stream_weights: one non-negative weight per stream, not all zero.
             `None` (the default) averages two streams evenly; give a list of
             the right length for more streams.
+        log_scores: return the logarithm of the fused scores instead: logits
+            whose softmax is the fused probabilities (a model's
+            `logits=True`; `keras_twostream.layers.score_logits`).
         **kwargs: base layer keyword arguments, such as `name`.
 
     Call arguments:
@@ -39,8 +44,9 @@ class ScoreFusion(keras.layers.Layer):
     [[0.167, 0.833]]
     """
 
-    def __init__(self, stream_weights=None, **kwargs):
+    def __init__(self, stream_weights=None, log_scores=False, **kwargs):
         super().__init__(**kwargs)
+        self.log_scores = bool(log_scores)
         if stream_weights is not None:
             stream_weights = [float(w) for w in stream_weights]
             _check_weights(stream_weights, len(stream_weights))
@@ -70,7 +76,8 @@ class ScoreFusion(keras.layers.Layer):
         total = weights[0] * inputs[0]
         for i in range(1, len(inputs)):
             total = total + weights[i] * inputs[i]
-        return total / ops.sum(weights)
+        fused = total / ops.sum(weights)
+        return score_logits(fused) if self.log_scores else fused
 
     def set_stream_weights(self, stream_weights):
         """Sets the fusion weights, e.g. `[5, 1]` after training stream 0 last."""
@@ -82,7 +89,11 @@ class ScoreFusion(keras.layers.Layer):
         return tuple(input_shape[0])
 
     def get_config(self):
-        return {**super().get_config(), "stream_weights": self.stream_weights}
+        return {
+            **super().get_config(),
+            "stream_weights": self.stream_weights,
+            "log_scores": self.log_scores,
+        }
 
 
 def _check_weights(weights, expected):

@@ -55,3 +55,31 @@ def _renamed_argument(kwargs, old, new, value, default, owner):
         stacklevel=3,
     )
     return old_value
+
+
+def _renamed_dropout(kwargs, dropout, default, owner):
+    """`dropout` after the per-stream `spatial_dropout` / `temporal_dropout` were merged into it.
+
+    The former names (two_stream, MPA + SAL) are taken with a `DeprecationWarning`: each sets
+    its stream's rate of the `(spatial, temporal)` pair, the other stream keeping `dropout`'s.
+    Giving a former name together with a `dropout` other than its default is an error.
+    """
+    old = {name: kwargs.pop(name) for name in ("spatial_dropout", "temporal_dropout") if name in kwargs}
+    if not old:
+        return dropout
+    if dropout != default:
+        raise ValueError(
+            f"{owner}: got both dropout={dropout!r} and its deprecated per-stream names "
+            f"{', '.join(f'{k}={v!r}' for k, v in old.items())}; pass dropout only "
+            "(one rate, or a (spatial, temporal) pair)"
+        )
+    warnings.warn(
+        f"{owner}: the arguments `spatial_dropout` / `temporal_dropout` are deprecated and will be "
+        "removed; use `dropout` (one rate, or a (spatial, temporal) pair, the name every builder "
+        "of the library uses).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    pair = list(default) if isinstance(default, (list, tuple)) else [default, default]
+    pair = [old.get("spatial_dropout", pair[0]), old.get("temporal_dropout", pair[1])]
+    return tuple(pair)

@@ -1,5 +1,7 @@
 """What every model of the library shares: the input/output contract and compile defaults."""
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -66,6 +68,10 @@ class VideoClassifier(keras.Model):
     # Preprocessing the paper gives for this model's flow (subclasses override).
     FLOW_DATA_DEFAULTS = {"flow_normalization": "pixels", "mean_subtract_flow": True}
 
+    # Former output names -> current ones (CMA named its outputs "rgb"/"flow" before issue 19):
+    # `compile` dicts and label dicts keyed by a former name still work, with a warning.
+    OUTPUT_ALIASES = {}
+
     def __init__(self, *args, data_config=None, **kwargs):
         super().__init__(*args, **kwargs)
         # Set entries of `data_config()` (the preprocessing and class names); the
@@ -84,9 +90,16 @@ class VideoClassifier(keras.Model):
         return cls(**config)
 
     def get_config(self):
-        """`{"data_config": ...}`: what `set_data_config` set; subclasses add their arguments."""
+        """`logits`, `dtype` and `{"data_config": ...}` (what `set_data_config` set);
+        subclasses add their own arguments."""
+        config = {
+            "logits": bool(getattr(self, "logits", False)),
+            "dtype": getattr(self, "_dtype_argument", None),
+        }
         entries = getattr(self, "_data_config_entries", {})
-        return {"data_config": dict(entries)} if entries else {}
+        if entries:
+            config["data_config"] = dict(entries)
+        return config
 
     # --- The data contract --------------------------------------------------------
     def data_config(self):
@@ -167,10 +180,33 @@ class VideoClassifier(keras.Model):
         merged = {**getattr(self, "_data_config_entries", {}), **checked}
         self._data_config_entries = {k: v for k, v in merged.items() if v is not None}
 
-    def _set_contract(self, input_shapes, label_map, loss_outputs):
+    def _set_contract(self, input_shapes, label_map, loss_outputs, logits=False, dtype=None):
         self._input_shapes = {k: tuple(v) for k, v in input_shapes.items()}
         self._label_map = dict(label_map)
         self._loss_outputs = list(loss_outputs)
+        # `logits=True`: the class-score outputs are logits (softmax gives the probabilities).
+        self.logits = bool(logits)
+        # The `dtype` constructor argument (`self.dtype` is Keras' variable dtype).
+        self._dtype_argument = dtype
+
+    def _current_output_name(self, key):
+        """`key`, or the current name of a former output name (with a DeprecationWarning)."""
+        if key in self.OUTPUT_ALIASES and key not in getattr(self, "_label_map", {}):
+            new = self.OUTPUT_ALIASES[key]
+            warnings.warn(
+                f"{type(self).__name__}: the output {key!r} is now named {new!r} (every "
+                "two-stream model names its outputs 'spatial', 'temporal', 'fused'); the former "
+                "name will stop working in a future release.",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            return new
+        return key
+
+    def _rename_output_keys(self, value):
+        if isinstance(value, dict) and self.OUTPUT_ALIASES:
+            return {self._current_output_name(k): v for k, v in value.items()}
+        return value
 
     def rebuild(self, **overrides):
         """A new model of the same class with some constructor arguments changed, same weights.
@@ -233,6 +269,7 @@ class VideoClassifier(keras.Model):
         if y is None or not label_map:
             return y
         if isinstance(y, dict):
+            y = self._rename_output_keys(y)
             expanded = {}
             for output, task in label_map.items():
                 if output in y:
@@ -276,18 +313,26 @@ class VideoClassifier(keras.Model):
         """Compiles with the paper's defaults where an argument is `"auto"`.
 
         `loss="auto"` puts a sparse categorical cross-entropy that ignores label
-        `-1` on every output in the model's loss outputs; `metrics="auto"`
-        reports accuracy for every output.
+        `-1` on every output in the model's loss outputs (`from_logits` when
+        the model was built with `logits=True`); `metrics="auto"` reports
+        accuracy for every output. Dicts may use a former output name
+        (`OUTPUT_ALIASES`), with a `DeprecationWarning`.
         """
         if optimizer == "auto":
             optimizer = self.default_optimizer()
         if loss == "auto":
             loss = {
                 name: keras.losses.SparseCategoricalCrossentropy(
-                    ignore_class=-1, name=f"{name}_loss"
+                    from_logits=bool(getattr(self, "logits", False)),
+                    ignore_class=-1,
+                    name=f"{name}_loss",
                 )
                 for name in self._loss_outputs
             }
+        loss = self._rename_output_keys(loss)
+        metrics = self._rename_output_keys(metrics)
+        if "loss_weights" in kwargs:
+            kwargs["loss_weights"] = self._rename_output_keys(kwargs["loss_weights"])
         if metrics == "auto":
             metrics = {
                 name: [MaskedSparseCategoricalAccuracy(name="accuracy")] for name in self._label_map

@@ -8,8 +8,11 @@ the other branch's feature map at the same point: the RGB branch attends over
 the Flow branch and vice versa (Fig. 2). TSN framework (Sect. 4.2): the K
 segments of a clip go through the same weights, and the K class scores of a
 branch are averaged by `SegmentConsensus` (Eq. 6) before the softmax of the
-cross-entropy loss (Eq. 7). Outputs are the RGB and Flow probabilities and
-their weighted sum (Sect. 5.2: 5:1 toward the branch trained last).
+cross-entropy loss (Eq. 7). Outputs are the RGB and Flow probabilities,
+named `"spatial"` and `"temporal"` as in every two-stream model of the
+library, and their weighted sum `"fused"` (Sect. 5.2: 5:1 toward the branch
+trained last). The branches keep the paper's names in their layers
+(`"rgb_*"`, `"flow_*"`), so checkpoints from before the renaming load.
 
 The model trains branch by branch with `AlternatingSchedule` (Sect. 4.3);
 see `keras_twostream.training.alternating`.
@@ -32,15 +35,27 @@ from keras_twostream.layers.score_fusion import ScoreFusion
 from keras_twostream.models._validation import (
     _check_num_classes,
     _check_positive_int,
-    _check_rate,
     _renamed_argument,
 )
 from keras_twostream.models.base import VideoClassifier
+from keras_twostream.models.outputs import (
+    STREAMS,
+    apply_class_output,
+    builds_with_dtype,
+    check_dropout,
+    check_logits,
+    dropout_config,
+)
 from keras_twostream.models.two_stream import apply_stream_heads, head_applies_dropout
 from keras_twostream.training.alternating import AlternatingTrainingMixin
 
+# The layer-name prefixes of the two branches (the paper's modality names).
 BRANCHES = ("rgb", "flow")
-NON_LOCAL_CHOICES = (False, True, "rgb", "both")
+# Branch (= output) name -> layer prefix: the outputs follow the library's vocabulary.
+BRANCH_PREFIXES = {"spatial": "rgb", "temporal": "flow"}
+# The names CMA's outputs and branches had before issue 19 (still accepted, with a warning).
+FORMER_NAMES = {"rgb": "spatial", "flow": "temporal"}
+NON_LOCAL_CHOICES = (False, True, "rgb", "spatial", "both")
 DEFAULT_CMA_STAGES = ("res3", "res4")
 
 
@@ -137,28 +152,44 @@ def _check_partition(model):
             )
 
 
-def apply_probabilities(logits, fusion_weights):
-    """Softmax per branch and their weighted sum, `{"rgb", "flow", "fused"}`."""
-    outputs = {
-        branch: keras.layers.Activation("softmax", dtype="float32", name=f"{branch}_probabilities")(
-            logits[branch]
-        )
-        for branch in BRANCHES
-    }
-    outputs["fused"] = ScoreFusion(fusion_weights, dtype="float32", name="fused")(
-        [outputs[branch] for branch in BRANCHES]
-    )
+def apply_probabilities(logits, fusion_weights, as_logits=False):
+    """Softmax per branch and their weighted sum, `{"spatial", "temporal", "fused"}`.
+
+    `logits` is keyed by layer prefix (`"rgb"`, `"flow"`); with `as_logits` the outputs are
+    the logits (and `log` of the fused probabilities), see `models.outputs`.
+    """
+    outputs, probabilities = {}, []
+    for stream, prefix in BRANCH_PREFIXES.items():
+        outputs[stream], probs = apply_class_output(logits[prefix], stream, as_logits)
+        probabilities.append(probs)
+    outputs["fused"] = ScoreFusion(
+        fusion_weights, log_scores=as_logits, dtype="float32", name="fused"
+    )(probabilities)
     return outputs
 
 
+class _BranchNames:
+    """CMA's branches: named after their outputs, layers named after the paper's modalities."""
+
+    BRANCH_ALIASES = FORMER_NAMES
+    OUTPUT_ALIASES = FORMER_NAMES
+
+    @property
+    def branch_prefixes(self):
+        return dict(BRANCH_PREFIXES)
+
+
 @keras.saving.register_keras_serializable(package="keras_twostream")
-class CMA(AlternatingTrainingMixin, VideoClassifier):
+class CMA(_BranchNames, AlternatingTrainingMixin, VideoClassifier):
     """The RGB + Flow model with cross-modality attention of Chi et al. (2019).
 
     Inputs are a dict `{"rgb": (B, K, H, W, 3), "flow": (B, K, H, W, 2L)}`
     (K TSN segments, one RGB frame and L stacked flow fields each, the RGB
     frame aligned with the first flow field) and outputs a dict of softmax
-    probabilities `{"rgb", "flow", "fused"}`.
+    probabilities `{"spatial", "temporal", "fused"}`: the RGB branch, the
+    Flow branch and their weighted sum (before issue 19 the branch outputs
+    were named `"rgb"` and `"flow"`; loss, metric and label dicts under those
+    names still work, with a `DeprecationWarning`).
 
     Each branch is a backbone run block by block; after each block in
     `cma_blocks` the two branches exchange information: the RGB branch's
@@ -168,11 +199,13 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
     map. Freshly built, every CMA block is an identity, so the model starts
     as two independent streams.
 
-    Layers are named after their branch (`"rgb_*"`, `"flow_*"`), which is how
-    the alternating schedule knows which variables a branch owns; the fusion
+    The branches are `model.branches == ("spatial", "temporal")`, named
+    after their outputs; their layers are named after the modality
+    (`"rgb_*"`, `"flow_*"`, `model.branch_prefixes`), which is how the
+    alternating schedule knows which variables a branch owns; the fusion
     layer `"fused"` belongs to neither. `compile()` defaults follow Sect. 4.4:
     SGD with learning rate 0.01, momentum 0.9, weight decay 5e-4, and a
-    cross-entropy loss on `"rgb"` and `"flow"`.
+    cross-entropy loss on `"spatial"` and `"temporal"`.
 
     Args:
         num_classes: number of classes.
@@ -191,7 +224,7 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
             (2 in the paper; `None` for none).
         non_local: insert non-local (self-attention) blocks (Wang et al.,
             CVPR 2018) at the CMA positions, just before the CMA blocks:
-            `False` (none), `True` or `"rgb"` (in the RGB branch only, as in
+            `False` (none), `True`, `"spatial"` or `"rgb"` (in the RGB branch only, as in
             Table 4's CMA rows, "the Flow branch is the same to the Flow
             modality of the ResNet50 model"), or `"both"` (in each branch:
             Table 4's "ResNet50 + non-local" rows). A non-local block is a
@@ -201,7 +234,8 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
             `False` keeps the two branches independent (a TSN two-stream
             ResNet, or with `non_local="both"` the non-local baseline of
             Table 4; see `build_non_local`).
-        dropout: dropout before each branch's classifier (0.7, Sect. 4.4).
+        dropout: dropout before each branch's classifier (0.7, Sect. 4.4):
+            one rate, or a `(spatial, temporal)` pair.
         consensus: `"avg"` (Eq. 6) or `"max"` segmental consensus.
         fusion_weights: weights of the RGB and Flow probabilities in
             `"fused"`; `(5, 1)` after training the RGB branch (Sect. 5.2).
@@ -215,7 +249,13 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
             to 2L input channels by replicating the mean of the first
             convolution over its RGB channels (Sect. 4.1,
             `keras_twostream.backbones.adapt_input_channels`).
-        **kwargs: `name` and other `keras.Model` keyword arguments.
+        logits: `True` makes the outputs logits whose softmax is the
+            `logits=False` output (`"fused"`: the log of the fused
+            probabilities); `compile()` follows it.
+        dtype: the Keras dtype policy of the layers (`None`: the global one).
+        name: the model's name.
+        **kwargs: other `keras.Model` keyword arguments (`trainable`) and the
+            former names `rgb_weights` / `flow_weights`.
 
     Example:
 
@@ -225,14 +265,16 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
     >>> x = {"rgb": np.zeros((1, 2, 64, 64, 3), "float32"),
     ...      "flow": np.zeros((1, 2, 64, 64, 4), "float32")}
     >>> sorted(model.predict(x, verbose=0))
-    ['flow', 'fused', 'rgb']
+    ['fused', 'spatial', 'temporal']
     >>> model.cma_block_names
     ['conv3_block1', 'conv4_block1']
     """
 
+    @builds_with_dtype
     def __init__(
         self,
         num_classes,
+        *,
         backbone="resnet50",
         image_size=224,
         num_segments=3,
@@ -245,15 +287,19 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         consensus="avg",
         fusion_weights=(5.0, 1.0),
         synchronized=False,
+        logits=False,
         spatial_weights=None,
         temporal_weights=None,
+        dtype=None,
+        name="cma",
         **kwargs,
     ):
         num_classes = _check_num_classes(num_classes)
         image_size = _check_positive_int(image_size, "image_size")
         num_segments = _check_positive_int(num_segments, "num_segments")
         flow_length = _check_positive_int(flow_length, "flow_length")
-        dropout = _check_rate(dropout, "dropout")
+        dropouts = check_dropout(dropout)
+        logits = check_logits(logits)
         fusion_weights = _check_fusion_weights(fusion_weights)
         if not any(
             non_local is c or (isinstance(c, str) and non_local == c) for c in NON_LOCAL_CHOICES
@@ -265,16 +311,19 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
             raise ValueError(
                 f"Expected cross_modality to be a bool. Received: cross_modality={cross_modality!r}"
             )
-        non_local_branches = {False: (), True: ("rgb",), "rgb": ("rgb",), "both": BRANCHES}[
-            non_local
-        ]
+        non_local_branches = {
+            False: (),
+            True: ("rgb",),
+            "rgb": ("rgb",),
+            "spatial": ("rgb",),
+            "both": BRANCHES,
+        }[non_local]
         spatial_weights = _renamed_argument(
             kwargs, "rgb_weights", "spatial_weights", spatial_weights, None, "CMA"
         )
         temporal_weights = _renamed_argument(
             kwargs, "flow_weights", "temporal_weights", temporal_weights, None, "CMA"
         )
-        kwargs.setdefault("name", "cma")
 
         # === Layers ===
         backbones = {
@@ -322,15 +371,16 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
                         "flow": attention(f"flow_cma_{block_name}")(x["flow"], x["rgb"]),
                     }
         tasks = {"default": num_classes}
-        logits = {}
-        for branch in BRANCHES:
-            branch_dropout = 0.0 if head_applies_dropout(backbones[branch]) else dropout
+        branch_logits = {}
+        for stream, branch in BRANCH_PREFIXES.items():
+            rate = dropouts[stream]
+            branch_dropout = 0.0 if head_applies_dropout(backbones[branch]) else rate
             # Dropout, classifier per segment, Eq. (6) consensus over the K segments -> [B, classes].
-            logits[branch] = apply_stream_heads(
+            branch_logits[branch] = apply_stream_heads(
                 x[branch], tasks, num_segments, consensus, branch_dropout, branch
             )["default"]
-        outputs = apply_probabilities(logits, fusion_weights)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        outputs = apply_probabilities(branch_logits, fusion_weights, logits)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
@@ -342,16 +392,18 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         self.pool_size = pool_size
         self.non_local = non_local
         self.cross_modality = cross_modality
-        self.dropout = dropout
+        self.dropout = dropout_config(dropouts)
         self.consensus = consensus
         self.fusion_weights = fusion_weights
         self.synchronized = synchronized
-        self.branches = BRANCHES
+        self.branches = STREAMS
         self.cma_block_names = positions
         self._set_contract(
             {name: tuple(t.shape[1:]) for name, t in inputs.items()},
-            {"rgb": "default", "flow": "default", "fused": "default"},
-            list(BRANCHES),
+            {"spatial": "default", "temporal": "default", "fused": "default"},
+            list(STREAMS),
+            logits=logits,
+            dtype=dtype,
         )
         _check_partition(self)
 
@@ -363,10 +415,10 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
 
     def cma_layers(self, branch):
         """The CMA blocks of `branch` in network order (non-local blocks excluded)."""
-        self._check_branch(branch)
+        prefix = self.branch_prefixes[self._check_branch(branch)]
         if not self.cross_modality:
             return []
-        return [self.get_layer(f"{branch}_cma_{name}") for name in self.cma_block_names]
+        return [self.get_layer(f"{prefix}_cma_{name}") for name in self.cma_block_names]
 
     # Sect. 4.1: flow divided by its bound, to [-1, 1]; no mean subtraction is mentioned.
     FLOW_DATA_DEFAULTS = {"flow_normalization": "bound", "mean_subtract_flow": False}
@@ -392,15 +444,38 @@ class CMA(AlternatingTrainingMixin, VideoClassifier):
         }
 
 
-def build_cma(num_classes, backbone="resnet50", num_segments=3, flow_length=5, **kwargs):
+def build_cma(
+    num_classes,
+    *,
+    backbone="resnet50",
+    image_size=224,
+    num_segments=3,
+    flow_length=5,
+    cma_blocks=None,
+    pool_size=2,
+    non_local=False,
+    cross_modality=True,
+    dropout=0.7,
+    consensus="avg",
+    fusion_weights=(5.0, 1.0),
+    synchronized=False,
+    logits=False,
+    spatial_weights=None,
+    temporal_weights=None,
+    dtype=None,
+    name="cma",
+    **deprecated,
+):
     """Builds the RGB + Flow model with cross-modality attention (Chi et al., 2019).
 
-    See `keras_twostream.models.CMA` for every argument. Train it branch by
-    branch with `keras_twostream.training.alternating.AlternatingSchedule`.
+    The arguments are `CMA`'s (see `keras_twostream.models.CMA`);
+    `**deprecated` takes the former names `rgb_weights` / `flow_weights`.
+    Train it branch by branch with
+    `keras_twostream.training.alternating.AlternatingSchedule`.
 
     Returns:
-        A `CMA` model: inputs `{"rgb", "flow"}`, outputs `{"rgb", "flow",
-        "fused"}` class probabilities.
+        A `CMA` model: inputs `{"rgb", "flow"}`, outputs `{"spatial",
+        "temporal", "fused"}` class probabilities.
 
     Example:
 
@@ -411,15 +486,48 @@ def build_cma(num_classes, backbone="resnet50", num_segments=3, flow_length=5, *
     >>> model.fit(train_ds, epochs=60, callbacks=[AlternatingSchedule(30)])  # doctest: +SKIP
     """
     return CMA(
-        num_classes=num_classes,
+        num_classes,
         backbone=backbone,
+        image_size=image_size,
         num_segments=num_segments,
         flow_length=flow_length,
-        **kwargs,
+        cma_blocks=cma_blocks,
+        pool_size=pool_size,
+        non_local=non_local,
+        cross_modality=cross_modality,
+        dropout=dropout,
+        consensus=consensus,
+        fusion_weights=fusion_weights,
+        synchronized=synchronized,
+        logits=logits,
+        spatial_weights=spatial_weights,
+        temporal_weights=temporal_weights,
+        dtype=dtype,
+        name=name,
+        **deprecated,
     )
 
 
-def build_non_local(num_classes, backbone="resnet50", num_segments=3, flow_length=5, **kwargs):
+def build_non_local(
+    num_classes,
+    *,
+    backbone="resnet50",
+    image_size=224,
+    num_segments=3,
+    flow_length=5,
+    cma_blocks=None,
+    pool_size=2,
+    dropout=0.7,
+    consensus="avg",
+    fusion_weights=(1.0, 1.0),
+    synchronized=False,
+    logits=False,
+    spatial_weights=None,
+    temporal_weights=None,
+    dtype=None,
+    name="non_local",
+    **deprecated,
+):
     """Builds the ResNet-50 + non-local baseline of the CMA paper (Table 4, rows 4-6).
 
     Two independent branches, RGB and Flow, each with a non-local block
@@ -431,8 +539,9 @@ def build_non_local(num_classes, backbone="resnet50", num_segments=3, flow_lengt
     without `AlternatingSchedule`) trains each branch on its own loss.
     `fusion_weights` defaults to `(1, 1)`: the table fuses the two
     modalities of the baseline like a two-stream network (the paper does
-    not give the weights). See `keras_twostream.models.CMA` for every
-    argument (`non_local="both"`, `cross_modality=False` here).
+    not give the weights). The arguments are `CMA`'s (see
+    `keras_twostream.models.CMA`), with `non_local="both"` and
+    `cross_modality=False` fixed.
 
     Returns:
         A `CMA` model named `"non_local"`.
@@ -446,22 +555,32 @@ def build_non_local(num_classes, backbone="resnet50", num_segments=3, flow_lengt
     >>> model.cma_layers("rgb")
     []
     """
-    kwargs.setdefault("name", "non_local")
-    kwargs.setdefault("fusion_weights", (1.0, 1.0))
     return CMA(
-        num_classes=num_classes,
+        num_classes,
         backbone=backbone,
+        image_size=image_size,
         num_segments=num_segments,
         flow_length=flow_length,
+        cma_blocks=cma_blocks,
+        pool_size=pool_size,
         non_local="both",
         cross_modality=False,
-        **kwargs,
+        dropout=dropout,
+        consensus=consensus,
+        fusion_weights=fusion_weights,
+        synchronized=synchronized,
+        logits=logits,
+        spatial_weights=spatial_weights,
+        temporal_weights=temporal_weights,
+        dtype=dtype,
+        name=name,
+        **deprecated,
     )
 
 
 # --- The 3-D variant (Sect. 5.6; its P3D blocks are in keras_twostream.backbones.p3d) -------------
 @keras.saving.register_keras_serializable(package="keras_twostream")
-class CMA3D(AlternatingTrainingMixin, VideoClassifier):
+class CMA3D(_BranchNames, AlternatingTrainingMixin, VideoClassifier):
     """The 3-D CMA model of Sect. 5.6 on a small pseudo-3-D ResNet.
 
     Two 3-D branches, RGB clips `(B, T, H, W, 3)` and optical flow clips
@@ -470,23 +589,33 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
     the paper (P3D ResNet-152: "we only add one CMA block after the last
     layer in res4"), each branch has one 3-D CMA block after res4, whose
     queries attend over all space-time positions of the other branch's res4
-    map. Outputs `{"rgb", "flow", "fused"}` probabilities; the alternating
+    map. Outputs `{"spatial", "temporal", "fused"}` probabilities (the RGB
+    and Flow branches; formerly `"rgb"`, `"flow"`); the alternating
     schedule applies as for `CMA`.
 
     Args:
         num_classes: number of classes.
+        backbone: `"tiny"`, the tiny P3D ResNet (the only 3-D backbone of
+            the library; the paper uses P3D ResNet-152).
+        image_size: input height and width.
         num_segments: T, frames per clip (formerly `num_frames`, still
             accepted with a `DeprecationWarning`).
-        image_size: input height and width.
-        flow_channels: channels of each flow frame (2: x and y).
+        flow_length: flow fields per frame, `2 * flow_length` channels (1:
+            the x and y of one field per frame; formerly `flow_channels=2`,
+            still accepted with a `DeprecationWarning`).
         cma_stages: the stages after which a CMA block goes (`("res4",)`).
         train_from_cma: freeze (`trainable=False`, inference-mode BN) every
             layer before the first CMA block, training "the CMA block and all
             layers behind it" as the paper does with a pretrained P3D.
-        dropout: dropout before each classifier.
+        dropout: dropout before each classifier: one rate, or a
+            `(spatial, temporal)` pair.
         fusion_weights: weights of the RGB and Flow probabilities in "fused".
         synchronized: synchronised batch normalisation (TensorFlow only).
-        **kwargs: `name` and other `keras.Model` keyword arguments.
+        logits: `True` makes the outputs logits (see `CMA`).
+        dtype: the Keras dtype policy of the layers (`None`: the global one).
+        name: the model's name.
+        **kwargs: other `keras.Model` keyword arguments (`trainable`) and the
+            former names `num_frames`, `flow_channels`.
 
     Example:
 
@@ -499,27 +628,51 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
     (1, 4)
     """
 
+    @builds_with_dtype
     def __init__(
         self,
         num_classes,
-        num_segments=8,
+        *,
+        backbone="tiny",
         image_size=112,
-        flow_channels=2,
+        num_segments=8,
+        flow_length=1,
         cma_stages=("res4",),
         train_from_cma=False,
         dropout=0.5,
         fusion_weights=(5.0, 1.0),
         synchronized=False,
+        logits=False,
+        dtype=None,
+        name="cma_3d",
         **kwargs,
     ):
         num_classes = _check_num_classes(num_classes)
+        if backbone != "tiny":
+            raise ValueError(
+                "Expected backbone='tiny' (the tiny pseudo-3-D ResNet, the only 3-D backbone). "
+                f"Received: backbone={backbone!r}"
+            )
         num_segments = _renamed_argument(
             kwargs, "num_frames", "num_segments", num_segments, 8, "CMA3D"
         )
         num_frames = _check_positive_int(num_segments, "num_segments")  # T frames of a 3-D clip
         image_size = _check_positive_int(image_size, "image_size")
-        flow_channels = _check_positive_int(flow_channels, "flow_channels")
-        dropout = _check_rate(dropout, "dropout")
+        if "flow_channels" in kwargs:
+            channels = kwargs["flow_channels"]
+            if isinstance(channels, bool) or not isinstance(channels, int) or channels % 2:
+                raise ValueError(
+                    "Expected flow_channels (deprecated: use flow_length, channels / 2) to be an "
+                    f"even number of channels. Received: flow_channels={channels!r}"
+                )
+            kwargs["flow_channels"] = channels // 2
+        flow_length = _renamed_argument(
+            kwargs, "flow_channels", "flow_length", flow_length, 1, "CMA3D"
+        )
+        flow_length = _check_positive_int(flow_length, "flow_length")
+        flow_channels = 2 * flow_length
+        dropouts = check_dropout(dropout)
+        logits = check_logits(logits)
         fusion_weights = _check_fusion_weights(fusion_weights)
         stages = [f"res{i}" for i in range(2, 6)]
         if (
@@ -535,7 +688,6 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
             raise ValueError(
                 f"Expected train_from_cma to be a bool. Received: train_from_cma={train_from_cma!r}"
             )
-        kwargs.setdefault("name", "cma_3d")
 
         # === Functional Model ===
         inputs = {
@@ -566,25 +718,26 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
                         synchronized=synchronized, name=f"flow_cma_{stage}"
                     )(state["flow"], state["rgb"]),
                 }
-        logits = {}
-        for branch in BRANCHES:
+        branch_logits = {}
+        for stream, branch in BRANCH_PREFIXES.items():
             features = keras.layers.GlobalAveragePooling3D(name=f"{branch}_avg_pool")(state[branch])
-            y = keras.layers.Dropout(dropout, name=f"{branch}_dropout")(features)
-            logits[branch] = keras.layers.Dense(num_classes, name=f"{branch}_classifier")(y)
-        outputs = apply_probabilities(logits, fusion_weights)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+            y = keras.layers.Dropout(dropouts[stream], name=f"{branch}_dropout")(features)
+            branch_logits[branch] = keras.layers.Dense(num_classes, name=f"{branch}_classifier")(y)
+        outputs = apply_probabilities(branch_logits, fusion_weights, logits)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
+        self.backbone = backbone
         self.num_segments = num_frames
         self.image_size = image_size
-        self.flow_channels = flow_channels
+        self.flow_length = flow_length
         self.cma_stages = tuple(cma_stages)
         self.train_from_cma = train_from_cma
-        self.dropout = dropout
+        self.dropout = dropout_config(dropouts)
         self.fusion_weights = fusion_weights
         self.synchronized = synchronized
-        self.branches = BRANCHES
+        self.branches = STREAMS
         if train_from_cma:
             first = min(stages.index(stage) for stage in cma_stages)
             frozen = ("stem", *stages[: first + 1])
@@ -597,10 +750,17 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
                     layer.trainable = False
         self._set_contract(
             {name: tuple(t.shape[1:]) for name, t in inputs.items()},
-            {"rgb": "default", "flow": "default", "fused": "default"},
-            list(BRANCHES),
+            {"spatial": "default", "temporal": "default", "fused": "default"},
+            list(STREAMS),
+            logits=logits,
+            dtype=dtype,
         )
         _check_partition(self)
+
+    @property
+    def flow_channels(self):
+        """Channels of a flow frame, `2 * flow_length` (the former argument's name)."""
+        return 2 * self.flow_length
 
     @property
     def num_frames(self):
@@ -616,9 +776,10 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
             "name": self.name,
             "trainable": self.trainable,
             "num_classes": self.num_classes,
+            "backbone": self.backbone,
             "num_segments": self.num_segments,
             "image_size": self.image_size,
-            "flow_channels": self.flow_channels,
+            "flow_length": self.flow_length,
             "cma_stages": list(self.cma_stages),
             "train_from_cma": self.train_from_cma,
             "dropout": self.dropout,
@@ -627,8 +788,27 @@ class CMA3D(AlternatingTrainingMixin, VideoClassifier):
         }
 
 
-def build_cma_3d(num_classes, num_segments=8, image_size=112, **kwargs):
-    """Builds the 3-D CMA model of Sect. 5.6 on a tiny pseudo-3-D ResNet; see `CMA3D`.
+def build_cma_3d(
+    num_classes,
+    *,
+    backbone="tiny",
+    image_size=112,
+    num_segments=8,
+    flow_length=1,
+    cma_stages=("res4",),
+    train_from_cma=False,
+    dropout=0.5,
+    fusion_weights=(5.0, 1.0),
+    synchronized=False,
+    logits=False,
+    dtype=None,
+    name="cma_3d",
+    **deprecated,
+):
+    """Builds the 3-D CMA model of Sect. 5.6 on a tiny pseudo-3-D ResNet.
+
+    The arguments are `CMA3D`'s (see `keras_twostream.models.CMA3D`);
+    `**deprecated` takes the former names `num_frames` and `flow_channels`.
 
     Example:
 
@@ -638,5 +818,18 @@ def build_cma_3d(num_classes, num_segments=8, image_size=112, **kwargs):
     ['flow_cma_res4', 'rgb_cma_res4']
     """
     return CMA3D(
-        num_classes=num_classes, num_segments=num_segments, image_size=image_size, **kwargs
+        num_classes,
+        backbone=backbone,
+        image_size=image_size,
+        num_segments=num_segments,
+        flow_length=flow_length,
+        cma_stages=cma_stages,
+        train_from_cma=train_from_cma,
+        dropout=dropout,
+        fusion_weights=fusion_weights,
+        synchronized=synchronized,
+        logits=logits,
+        dtype=dtype,
+        name=name,
+        **deprecated,
     )

@@ -36,6 +36,7 @@ Choices where the paper is silent (also in the `MPASAL` docstring):
 """
 
 import numbers
+import warnings
 
 import keras
 
@@ -53,15 +54,59 @@ from keras_twostream.models._validation import (
     _check_bool,
     _check_num_classes,
     _check_positive_int,
-    _check_rate,
+    _renamed_dropout,
 )
 from keras_twostream.models.base import VideoClassifier
+from keras_twostream.models.outputs import (
+    STREAMS,
+    apply_class_output,
+    builds_with_dtype,
+    check_dropout,
+    check_logits,
+    dropout_config,
+)
 from keras_twostream.models.semantic_autoencoder import SemanticAutoencoder, train_semantic_encoder
 from keras_twostream.training.adversarial import SemanticAdversarialMixin
 
-STREAMS = ("spatial", "temporal")
-STREAM_CHOICES = ("spatial", "temporal", "two_stream")
+STREAM_CHOICES = ("spatial", "temporal", "two_stream")  # the former `stream` argument
 INPUT_KEYS = {"spatial": "rgb", "temporal": "rgb_diff"}
+
+
+def _renamed_stream(kwargs, streams):
+    """`streams` from the former `stream="spatial" | "temporal" | "two_stream"` (deprecated)."""
+    if "stream" not in kwargs:
+        return streams
+    stream = kwargs.pop("stream")
+    if stream not in STREAM_CHOICES:
+        raise ValueError(
+            f"Expected stream (deprecated: use streams) to be one of {STREAM_CHOICES}. "
+            f"Received: stream={stream!r}"
+        )
+    new = STREAMS if stream == "two_stream" else (stream,)
+    if tuple(streams) != STREAMS and tuple(streams) != new:
+        raise ValueError(
+            f"MPASAL: got both streams={streams!r} and its deprecated form stream={stream!r}; "
+            "pass streams only"
+        )
+    warnings.warn(
+        "MPASAL: the argument `stream` is deprecated and will be removed; use `streams` "
+        '(("spatial", "temporal"), ("spatial",) or ("temporal",)), as build_two_stream does.',
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    return new
+
+
+def _check_streams(streams):
+    if isinstance(streams, str):
+        streams = (streams,)
+    streams = tuple(streams) if isinstance(streams, (list, tuple)) else ()
+    if not streams or len(set(streams)) != len(streams) or set(streams) - set(STREAMS):
+        raise ValueError(
+            "Expected streams to be ('spatial', 'temporal'), ('spatial',) or ('temporal',). "
+            f"Received: streams={streams!r}"
+        )
+    return tuple(s for s in STREAMS if s in streams)  # network order
 NUM_LEVELS = 4  # "we divide a deep convolutional neural network into four stages"
 
 # Table 3 of the paper (spatial network): `build_mpa_sal(101, **ABLATIONS[key])`.
@@ -147,12 +192,17 @@ def apply_stream(
 class MPASAL(SemanticAdversarialMixin, VideoClassifier):
     """The RGB-only two-stream network with MPA and SAL.
 
-    `stream="spatial"` is the Spatial Network on `{"rgb": (B, K, H, W, 3)}`,
-    `stream="temporal"` the Temporal Network on `{"rgb_diff": (B, K, H, W,
-    3D)}` (the D differences of D + 1 consecutive frames per segment, as
-    `keras_twostream.data.make_dataset(..., modalities=("rgb_diff",),
-    diff_length=D)` yields them), and `stream="two_stream"` both, with outputs
-    `{"spatial", "temporal", "fused"}` (late fusion of the softmax scores).
+    `streams=("spatial", "temporal")` (the default) is the two-stream
+    network: the Spatial Network on `{"rgb": (B, K, H, W, 3)}` and the
+    Temporal Network on `{"rgb_diff": (B, K, H, W, 3D)}` (the D differences
+    of D + 1 consecutive frames per segment, as
+    `keras_twostream.data.make_dataset(..., modalities=("rgb", "rgb_diff"),
+    diff_length=D)` yields them), with outputs `{"spatial", "temporal",
+    "fused"}` (late fusion of the softmax scores), like every two-stream
+    model of the library. `streams=("spatial",)` or `("temporal",)` builds
+    one network alone, with only its input and its output (no `"fused"`):
+    the paper trains the two networks separately (80 / 120 epochs, their own
+    gradient clipping) and fuses their scores (`keras-twostream fuse`).
     Outputs are class probabilities named after their stream.
 
     Each network (Eqs. 1-2, 7): the K segments share one backbone; a
@@ -181,7 +231,10 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
 
     Args:
         num_classes: number of classes, >= 2.
-        stream: `"spatial"`, `"temporal"` or `"two_stream"`.
+        streams: the networks to build, `("spatial", "temporal")` (the
+            default), `("spatial",)` or `("temporal",)` (formerly `stream=`
+            `"two_stream"` / `"spatial"` / `"temporal"`, still accepted with a
+            `DeprecationWarning`).
         backbone: a name in `keras_twostream.backbones.BACKBONES` with at
             least four stages; `"resnet101"` in the paper, `"tiny"` for tests.
         image_size: input height and width (224).
@@ -198,9 +251,10 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
             rather than Eq. (7)'s `h * f`.
         discriminator_units: hidden widths of each `SemanticDiscriminator`.
         adversarial_weight: lambda of `L = L_cls + lambda * L_adv` (Eq. 5: 1).
-        spatial_dropout: dropout before the spatial classifier (0.8, TSN's RGB setting).
-        temporal_dropout: dropout before the temporal classifier (0.8, TSN's
-            RGB-difference setting).
+        dropout: dropout before the classifiers, one rate or a `(spatial,
+            temporal)` pair (0.8, TSN's RGB and RGB-difference setting;
+            formerly `spatial_dropout` / `temporal_dropout`, still accepted
+            with a `DeprecationWarning`).
         consensus: `"avg"` (TSN) or `"max"`, the consensus G.
         fusion_weights: weights of the spatial and temporal scores in `"fused"`.
         synchronized: synchronised batch normalisation across replicas
@@ -219,13 +273,20 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         temporal_weights: the same for the temporal backbone (ImageNet RGB
             weights are adapted to 3D input channels, TSN's cross-modality
             initialisation).
-        **kwargs: `name` and other `keras.Model` keyword arguments.
+        logits: `True` makes the outputs logits whose softmax is the
+            `logits=False` output (`"fused"`: the log of the averaged
+            probabilities); `compile()` follows it.
+        dtype: the Keras dtype policy of the layers (`None`: the global one).
+        name: the model's name; `None`: `"mpa_sal"`, or
+            `"mpa_sal_spatial"` / `"mpa_sal_temporal"` for one network.
+        **kwargs: other `keras.Model` keyword arguments (`trainable`) and the
+            former names `stream`, `spatial_dropout`, `temporal_dropout`.
 
     Example:
 
     >>> import numpy as np
     >>> from keras_twostream.models.mpa_sal import build_mpa_sal
-    >>> model = build_mpa_sal(5, stream="two_stream", backbone="tiny", image_size=32,
+    >>> model = build_mpa_sal(5, backbone="tiny", image_size=32,
     ...                       num_segments=2, diff_length=2, semantic_dim=8)
     >>> x = {"rgb": np.zeros((1, 2, 32, 32, 3), "float32"),
     ...      "rgb_diff": np.zeros((1, 2, 32, 32, 6), "float32")}
@@ -235,10 +296,12 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
     [0.25, 0.25, 0.25, 0.25]
     """
 
+    @builds_with_dtype
     def __init__(
         self,
         num_classes,
-        stream="spatial",
+        *,
+        streams=STREAMS,
         backbone="resnet101",
         image_size=224,
         num_segments=3,
@@ -251,21 +314,23 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         mpa_residual=True,
         discriminator_units=(256, 256),
         adversarial_weight=1.0,
-        spatial_dropout=0.8,
-        temporal_dropout=0.8,
+        dropout=0.8,
         consensus="avg",
         fusion_weights=(1.0, 1.0),
         synchronized=False,
+        logits=False,
         semantic_encoder=None,
         spatial_weights=None,
         temporal_weights=None,
+        dtype=None,
+        name=None,
         **kwargs,
     ):
         _check_num_classes(num_classes)
-        if stream not in STREAM_CHOICES:
-            raise ValueError(
-                f"Expected stream to be one of {STREAM_CHOICES}. Received: stream={stream!r}"
-            )
+        streams = _check_streams(_renamed_stream(kwargs, streams))
+        dropout = _renamed_dropout(kwargs, dropout, 0.8, "MPASAL")
+        dropouts = check_dropout(dropout)
+        logits = check_logits(logits)
         image_size = _check_positive_int(image_size, "image_size")
         num_segments = _check_positive_int(num_segments, "num_segments")
         diff_length = _check_positive_int(diff_length, "diff_length")
@@ -276,10 +341,6 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         use_sal = _check_bool(use_sal, "use_sal")
         mpa_residual = _check_bool(mpa_residual, "mpa_residual")
         synchronized = _check_bool(synchronized, "synchronized")
-        dropouts = {
-            "spatial": _check_rate(spatial_dropout, "spatial_dropout"),
-            "temporal": _check_rate(temporal_dropout, "temporal_dropout"),
-        }
         if (
             isinstance(adversarial_weight, bool)
             or not isinstance(adversarial_weight, numbers.Real)
@@ -298,9 +359,9 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
                 "train_semantic_encoder; build_mpa_sal(..., semantic_encoder='train') trains one). "
                 f"Received: semantic_encoder={semantic_encoder!r}"
             )
-        streams = STREAMS if stream == "two_stream" else (stream,)
         project = use_mpa or use_sal
-        kwargs.setdefault("name", f"mpa_sal_{stream}")
+        if name is None:
+            name = "mpa_sal" if len(streams) > 1 else f"mpa_sal_{streams[0]}"
 
         # === Layers ===
         channels = {"spatial": 3, "temporal": 3 * diff_length}
@@ -324,7 +385,7 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
             )
             for s in streams
         }
-        outputs, representations = {}, {}
+        outputs, representations, probabilities = {}, {}, {}
         for s in streams:
             features, _ = apply_stream(
                 inputs[INPUT_KEYS[s]],
@@ -341,17 +402,16 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
             if project:
                 representations[s] = features  # V̄ of Eq. (2)
             x = keras.layers.Dropout(dropouts[s], name=f"{s}_dropout")(features)
-            logits = keras.layers.Dense(num_classes, name=f"{s}_classifier")(x)  # C
-            outputs[s] = keras.layers.Activation("softmax", dtype="float32", name=s)(logits)
-        if stream == "two_stream":
-            outputs["fused"] = ScoreFusion(fusion_weights, dtype="float32", name="fused")(
-                [outputs[s] for s in STREAMS]
-            )
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+            stream_logits = keras.layers.Dense(num_classes, name=f"{s}_classifier")(x)  # C
+            outputs[s], probabilities[s] = apply_class_output(stream_logits, s, logits)
+        if len(streams) > 1:
+            outputs["fused"] = ScoreFusion(
+                fusion_weights, log_scores=logits, dtype="float32", name="fused"
+            )([probabilities[s] for s in STREAMS])
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
         self.num_classes = int(num_classes)
-        self.stream = stream
         self.backbone = backbone
         self.image_size = image_size
         self.num_segments = num_segments
@@ -364,8 +424,7 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         self.mpa_residual = mpa_residual
         self.discriminator_units = tuple(int(u) for u in discriminator_units)
         self.adversarial_weight = float(adversarial_weight)
-        self.spatial_dropout = dropouts["spatial"]
-        self.temporal_dropout = dropouts["temporal"]
+        self.dropout = dropout_config(dropouts)
         self.consensus = consensus
         self.fusion_weights = tuple(float(w) for w in fusion_weights)
         self.synchronized = synchronized
@@ -394,7 +453,11 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         self._create_adversarial_metrics()
         label_map = {name: "default" for name in outputs}
         self._set_contract(
-            {name: tuple(t.shape[1:]) for name, t in inputs.items()}, label_map, list(streams)
+            {key: tuple(t.shape[1:]) for key, t in inputs.items()},
+            label_map,
+            list(streams),
+            logits=logits,
+            dtype=dtype,
         )
         self._check_partition()
 
@@ -506,7 +569,7 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
             "name": self.name,
             "trainable": self.trainable,
             "num_classes": self.num_classes,
-            "stream": self.stream,
+            "streams": list(self.streams),
             "backbone": self.backbone,
             "image_size": self.image_size,
             "num_segments": self.num_segments,
@@ -519,12 +582,16 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
             "mpa_residual": self.mpa_residual,
             "discriminator_units": list(self.discriminator_units),
             "adversarial_weight": self.adversarial_weight,
-            "spatial_dropout": self.spatial_dropout,
-            "temporal_dropout": self.temporal_dropout,
+            "dropout": self.dropout,
             "consensus": self.consensus,
             "fusion_weights": list(self.fusion_weights),
             "synchronized": self.synchronized,
         }
+
+    @property
+    def stream(self):
+        """The former `stream` argument: `"two_stream"`, `"spatial"` or `"temporal"`."""
+        return "two_stream" if len(self.streams) > 1 else self.streams[0]
 
     @classmethod
     def from_config(cls, config):
@@ -534,37 +601,45 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
 
 def build_mpa_sal(
     num_classes,
-    stream="spatial",
+    *,
+    streams=("spatial", "temporal"),
     backbone="resnet101",
+    image_size=224,
     num_segments=3,
+    diff_length=5,
     use_mpa=True,
     use_sal=True,
-    image_size=224,
-    weights=None,
+    semantic_dim=256,
+    semantic_hidden_dim=None,
+    mpa_scales=(1, 2, 4),
+    mpa_residual=True,
+    discriminator_units=(256, 256),
+    adversarial_weight=1.0,
+    dropout=0.8,
+    consensus="avg",
+    fusion_weights=(1.0, 1.0),
+    synchronized=False,
+    logits=False,
     semantic_encoder="train",
-    **kwargs,
+    spatial_weights=None,
+    temporal_weights=None,
+    dtype=None,
+    name=None,
+    **deprecated,
 ):
     """Builds the RGB-only two-stream network with MPA and SAL.
 
-    See `keras_twostream.models.mpa_sal.MPASAL` for every argument.
-    `ABLATIONS` maps the rows of Table 3 to `use_mpa` / `use_sal`.
+    The arguments are `MPASAL`'s (see `keras_twostream.models.mpa_sal.MPASAL`)
+    but for `semantic_encoder`; `ABLATIONS` maps the rows of Table 3 to
+    `use_mpa` / `use_sal`. `**deprecated` takes the former names `stream`,
+    `spatial_dropout`, `temporal_dropout` and `weights` (the weights of every
+    backbone: use `spatial_weights` and `temporal_weights`).
 
     Args:
-        num_classes: number of classes.
-        stream: `"spatial"` (inputs `{"rgb"}`), `"temporal"` (`{"rgb_diff"}`)
-            or `"two_stream"` (both; outputs `{"spatial", "temporal", "fused"}`).
-        backbone: `"resnet101"` (the paper), `"resnet50"`, `"tiny"`, ...
-        num_segments: K segments per video.
-        use_mpa: multi-scale pyramid attention and the multi-level V̄.
-        use_sal: semantic adversarial learning.
-        image_size: input height and width.
-        weights: `None`, `"imagenet"` or a weights file for every backbone
-            (`spatial_weights` / `temporal_weights` set one stream's).
         semantic_encoder: `"train"` (the default: train the semantic
             autoencoder with `train_semantic_encoder(num_classes, semantic_dim,
-            seed=0)` and freeze its encoder in the model), a trained encoder,
-            or `None`. Unused without `use_sal`.
-        **kwargs: other `MPASAL` arguments.
+            seed=0, hidden_dim=semantic_hidden_dim)` and freeze its encoder in
+            the model), a trained encoder, or `None`. Unused without `use_sal`.
 
     Returns:
         An `MPASAL` model; `compile()` then `fit()` runs Algorithm 1.
@@ -574,27 +649,52 @@ def build_mpa_sal(
     >>> from keras_twostream.models.mpa_sal import ABLATIONS, build_mpa_sal
     >>> model = build_mpa_sal(101, backbone="resnet101", **ABLATIONS["mpa_sal"])  # doctest: +SKIP
     >>> model.compile(steps_per_epoch=len(train_ds))  # doctest: +SKIP
-    >>> model.fit(train_ds, epochs=80)  # the paper's spatial schedule  # doctest: +SKIP
+    >>> model.fit(train_ds, epochs=120)  # the paper's temporal schedule  # doctest: +SKIP
     """
-    kwargs.setdefault("spatial_weights", weights)
-    kwargs.setdefault("temporal_weights", weights)
+    if "weights" in deprecated:
+        weights = deprecated.pop("weights")
+        if spatial_weights is not None or temporal_weights is not None:
+            raise ValueError(
+                f"build_mpa_sal: got both weights={weights!r} and spatial_weights / "
+                "temporal_weights; pass spatial_weights and temporal_weights only"
+            )
+        warnings.warn(
+            "build_mpa_sal: the argument `weights` is deprecated and will be removed; use "
+            "`spatial_weights` and `temporal_weights` (the names every builder uses).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        spatial_weights = temporal_weights = weights
     if isinstance(semantic_encoder, str) and semantic_encoder == "train":
         semantic_encoder = None
         if use_sal:
             semantic_encoder = train_semantic_encoder(
-                num_classes,
-                kwargs.get("semantic_dim", 256),
-                seed=0,
-                hidden_dim=kwargs.get("semantic_hidden_dim"),
+                num_classes, semantic_dim, seed=0, hidden_dim=semantic_hidden_dim
             )
     return MPASAL(
-        semantic_encoder=semantic_encoder,
-        num_classes=num_classes,
-        stream=stream,
+        num_classes,
+        streams=streams,
         backbone=backbone,
+        image_size=image_size,
         num_segments=num_segments,
+        diff_length=diff_length,
         use_mpa=use_mpa,
         use_sal=use_sal,
-        image_size=image_size,
-        **kwargs,
+        semantic_dim=semantic_dim,
+        semantic_hidden_dim=semantic_hidden_dim,
+        mpa_scales=mpa_scales,
+        mpa_residual=mpa_residual,
+        discriminator_units=discriminator_units,
+        adversarial_weight=adversarial_weight,
+        dropout=dropout,
+        consensus=consensus,
+        fusion_weights=fusion_weights,
+        synchronized=synchronized,
+        logits=logits,
+        semantic_encoder=semantic_encoder,
+        spatial_weights=spatial_weights,
+        temporal_weights=temporal_weights,
+        dtype=dtype,
+        name=name,
+        **deprecated,
     )

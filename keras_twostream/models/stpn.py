@@ -48,6 +48,7 @@ from keras_twostream.models._validation import (
     _renamed_argument,
 )
 from keras_twostream.models.base import VideoClassifier
+from keras_twostream.models.outputs import apply_class_output, builds_with_dtype, check_logits
 
 FUSIONS = ("compact_bilinear", "concat", "sum", "average")
 TEMPORAL_FUSIONS = ("compact_bilinear", "concat", "sum")
@@ -210,7 +211,9 @@ class STPN(VideoClassifier):
     `keras_twostream.data.make_dataset(..., num_paths=P)` yields them
     (`"rgb"` is `(B, 1, H, W, 3)` there). The output is `{"fused": (B,
     classes)}` softmax probabilities, the model's one loss (Table 1: one
-    end-to-end loss), plus `"attention"` `(B, K, h, w)` with
+    end-to-end loss; the pyramid fuses the streams' features, so it has no
+    per-stream `"spatial"` / `"temporal"` scores, unlike the library's
+    late-fusion models, except with `fusion="average"`), plus `"attention"` `(B, K, h, w)` with
     `return_attention=True`. A variant that uses one modality only (Tables 4
     and 5) takes only that input.
 
@@ -294,7 +297,8 @@ class STPN(VideoClassifier):
             `"attended"`; `None`: all three with attention, else the first
             two. `("temporal",)` is the flow-only network of Table 4 and
             `("attended",)` / `("spatial",)` the spatial networks of Table 5.
-        dropout: dropout rate before the classifier and after each fc layer.
+        dropout: dropout rate before the classifier and after each fc layer
+            (one rate: the top of the pyramid is shared by both streams).
         consensus: `"avg"` or `"max"` over the K snippets.
         stcb_normalization: apply the signed square root and L2
             normalisation of compact bilinear pooling (Gao et al. 2016, the
@@ -317,7 +321,15 @@ class STPN(VideoClassifier):
         temporal_weights: the same for the temporal backbone; RGB weights are
             adapted to 2L channels (TSN cross-modality initialisation, which
             the paper follows).
-        **kwargs: `name` and other `keras.Model` keyword arguments.
+        logits: `True` makes the class-score outputs logits whose softmax is
+            the `logits=False` output (the top fusion's classifier logits;
+            with `fusion="average"`, the log of the averaged probabilities);
+            `compile()` follows it.
+        dtype: the Keras dtype policy of the layers (`None`: the global one;
+            the STCBs stay float32).
+        name: the model's name.
+        **kwargs: other `keras.Model` keyword arguments (`trainable`) and the
+            former name `temporal_paths`.
 
     Example:
 
@@ -332,9 +344,11 @@ class STPN(VideoClassifier):
     ((2, 5), (2, 1, 2, 2))
     """
 
+    @builds_with_dtype
     def __init__(
         self,
         num_classes,
+        *,
         backbone="resnet50",
         image_size=224,
         flow_length=10,
@@ -357,11 +371,15 @@ class STPN(VideoClassifier):
         return_attention=False,
         seed=None,
         synchronized=False,
+        logits=False,
         spatial_weights=None,
         temporal_weights=None,
+        dtype=None,
+        name="stpn",
         **kwargs,
     ):
         _check_num_classes(num_classes)
+        logits = check_logits(logits)
         image_size = _check_positive_int(image_size, "image_size")
         flow_length = _check_positive_int(flow_length, "flow_length")
         num_paths = _renamed_argument(kwargs, "temporal_paths", "num_paths", num_paths, 3, "STPN")
@@ -404,7 +422,6 @@ class STPN(VideoClassifier):
         use_rgb = attention or "spatial" in top_features
         use_flow = attention or "temporal" in top_features
         fc_units = FC_UNITS.get(backbone, ())
-        kwargs.setdefault("name", "stpn")
 
         # === Layers ===
         backbones = {}
@@ -491,15 +508,17 @@ class STPN(VideoClassifier):
         top = [features[name] for name in top_features]
         if fusion == "average" and len(top) > 1:
             # Table 3 "Average" / Table 6 A: a classifier per feature, probabilities averaged.
-            for name, feature in zip(top_features, top, strict=True):
-                logits = apply_classifier(
-                    feature, num_classes, num_segments, consensus, fc_units, dropout, name
+            probabilities = []
+            for feature_name, feature in zip(top_features, top, strict=True):
+                feature_logits = apply_classifier(
+                    feature, num_classes, num_segments, consensus, fc_units, dropout, feature_name
                 )
-                outputs[name] = keras.layers.Activation("softmax", dtype="float32", name=name)(
-                    logits
+                outputs[feature_name], probs = apply_class_output(
+                    feature_logits, feature_name, logits
                 )
-            outputs["fused"] = ScoreFusion(dtype="float32", name="fused")(
-                [outputs[n] for n in top_features]
+                probabilities.append(probs)
+            outputs["fused"] = ScoreFusion(log_scores=logits, dtype="float32", name="fused")(
+                probabilities
             )
             loss_outputs = list(top_features)
         else:
@@ -508,14 +527,12 @@ class STPN(VideoClassifier):
             fused = apply_fusion(
                 top, fusion, fusion_dim, seed + 2, stcb_normalization, "top_fusion"
             )
-            logits = apply_classifier(
+            fused_logits = apply_classifier(
                 fused, num_classes, num_segments, consensus, fc_units, dropout, "fusion"
             )
-            outputs["fused"] = keras.layers.Activation("softmax", dtype="float32", name="fused")(
-                logits
-            )
+            outputs["fused"], _ = apply_class_output(fused_logits, "fused", logits)
             loss_outputs = ["fused"]
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
         self.num_classes = int(num_classes)
@@ -549,8 +566,10 @@ class STPN(VideoClassifier):
         }
         self._set_contract(
             {name: tuple(t.shape[1:]) for name, t in inputs.items()},
-            {name: "default" for name in outputs if name != "attention"},
+            {key: "default" for key in outputs if key != "attention"},
             loss_outputs,
+            logits=logits,
+            dtype=dtype,
         )
 
     @property
@@ -690,7 +709,38 @@ class STPN(VideoClassifier):
         }
 
 
-def build_stpn(num_classes, backbone="resnet50", **kwargs):
+def build_stpn(
+    num_classes,
+    *,
+    backbone="resnet50",
+    image_size=224,
+    flow_length=10,
+    num_paths=3,
+    num_segments=1,
+    fusion="compact_bilinear",
+    fusion_dim=4096,
+    temporal_fusion="compact_bilinear",
+    temporal_fusion_dim=None,
+    temporal_level="map",
+    attention=True,
+    attention_fusion="compact_bilinear",
+    attention_fusion_dim=None,
+    attention_filters=64,
+    attention_kernel_size=7,
+    top_features=None,
+    dropout=0.5,
+    consensus="avg",
+    stcb_normalization=True,
+    return_attention=False,
+    seed=None,
+    synchronized=False,
+    logits=False,
+    spatial_weights=None,
+    temporal_weights=None,
+    dtype=None,
+    name="stpn",
+    **deprecated,
+):
     """Builds the Spatiotemporal Pyramid Network of Wang et al. (CVPR 2017).
 
     The defaults are the paper's final architecture (Table 6, D): 3 temporal
@@ -700,8 +750,9 @@ def build_stpn(num_classes, backbone="resnet50", **kwargs):
     Keras). Every row of Tables 3-6 is
     `build_stpn(num_classes, **STPN_ABLATIONS[row])`, on BN-Inception as in the
     paper (so `STPN_ABLATIONS["table6_d"]` is D on BN-Inception)
-    (`keras_twostream.models.STPN_ABLATIONS`, the module's `ABLATIONS`). See
-    `keras_twostream.models.STPN` for every argument.
+    (`keras_twostream.models.STPN_ABLATIONS`, the module's `ABLATIONS`). The
+    arguments are `STPN`'s (see `keras_twostream.models.STPN`); `**deprecated`
+    takes the former name `temporal_paths`.
 
     Multistage training (Sect. 4.1). The paper initialises both streams from
     ImageNet, fine-tunes each alone on the video dataset, copies them into
@@ -736,4 +787,34 @@ def build_stpn(num_classes, backbone="resnet50", **kwargs):
     >>> model_b = build_stpn(num_classes=101, **STPN_ABLATIONS["table6_b"])  # doctest: +SKIP
     >>> model.load_stream_weights(spatial=two.spatial_backbone, temporal=two.temporal_backbone)  # doctest: +SKIP
     """
-    return STPN(num_classes=num_classes, backbone=backbone, **kwargs)
+    return STPN(
+        num_classes,
+        backbone=backbone,
+        image_size=image_size,
+        flow_length=flow_length,
+        num_paths=num_paths,
+        num_segments=num_segments,
+        fusion=fusion,
+        fusion_dim=fusion_dim,
+        temporal_fusion=temporal_fusion,
+        temporal_fusion_dim=temporal_fusion_dim,
+        temporal_level=temporal_level,
+        attention=attention,
+        attention_fusion=attention_fusion,
+        attention_fusion_dim=attention_fusion_dim,
+        attention_filters=attention_filters,
+        attention_kernel_size=attention_kernel_size,
+        top_features=top_features,
+        dropout=dropout,
+        consensus=consensus,
+        stcb_normalization=stcb_normalization,
+        return_attention=return_attention,
+        seed=seed,
+        synchronized=synchronized,
+        logits=logits,
+        spatial_weights=spatial_weights,
+        temporal_weights=temporal_weights,
+        dtype=dtype,
+        name=name,
+        **deprecated,
+    )

@@ -36,6 +36,11 @@ Choices where the paper is silent, made here:
 - The collaborative learning network takes the features `beta_i` of Eq. (6)
   (the features `alpha_i` without temporal attention); its number of
   alternations is `num_alternations`.
+- Dropout: the paper gives none, so `dropout` defaults to 0. A positive rate
+  (one, or a `(spatial, temporal)` pair, the library's shared argument)
+  drops features before each stream's linear classifiers (connection
+  network, LSTM and collaborative heads; not the CAM convolution, not the
+  early-fusion classifier on the stop-gradient features).
 - Late fusion averages the collaborative heads' scores with collaborative
   learning on and the streams' scores without it (Table VII: "obtained by late
   fusion"). Early fusion (Table VIII) trains a softmax classifier on the
@@ -61,6 +66,13 @@ from keras_twostream.models._validation import (
     _renamed_argument,
 )
 from keras_twostream.models.base import VideoClassifier
+from keras_twostream.models.outputs import (
+    apply_class_output,
+    builds_with_dtype,
+    check_dropout,
+    check_logits,
+    dropout_config,
+)
 
 STREAMS = (("spatial", "rgb"), ("temporal", "flow"))
 FUSIONS = ("late", "early")
@@ -83,11 +95,14 @@ def _feature_map_blocks(backbone, feature_stage):
     raise AssertionError(f"stage {stage!r} ends in an unknown block")  # pragma: no cover
 
 
-def apply_classifier_head(features, num_classes, name, consensus_segments=None):
-    """A linear classifier and, for per-frame inputs `(B, T, D)`, the average over T.
+def apply_classifier_head(features, num_classes, name, consensus_segments=None, dropout=0.0):
+    """Dropout (when positive), a linear classifier and, for per-frame inputs `(B, T, D)`, the
+    average over T.
 
     Returns `(B, num_classes)` logits.
     """
+    if dropout:
+        features = keras.layers.Dropout(dropout, name=f"{name}_dropout")(features)
     logits = keras.layers.Dense(num_classes, name=f"{name}_classifier")(features)
     if consensus_segments is not None:
         logits = SegmentConsensus("avg", name=f"{name}_consensus")(logits)  # [B, T, N] -> [B, N]
@@ -105,6 +120,7 @@ def apply_spatial_temporal_attention(
     attention_class,
     lstm_units,
     prefix,
+    dropout=0.0,
 ):
     """One stream of the spatial-temporal attention model (Sect. III-A, Fig. 3).
 
@@ -149,14 +165,14 @@ def apply_spatial_temporal_attention(
             lstm_units, unroll=True, name=f"{prefix}_temporal_attention"
         )(alpha)
         logits[f"{prefix}_lstm"] = apply_classifier_head(
-            hidden, num_classes, f"{prefix}_lstm", num_frames
+            hidden, num_classes, f"{prefix}_lstm", num_frames, dropout
         )
         frame_features = beta
         video_features = ops.sum(beta, axis=1)  # sum_i beta_i: attention-weighted mean, [B, D]
     else:
         frame_features = alpha
         video_features = SegmentConsensus("avg", name=f"{prefix}_frame_consensus")(alpha)  # [B, D]
-    logits[prefix] = apply_classifier_head(video_features, num_classes, prefix)
+    logits[prefix] = apply_classifier_head(video_features, num_classes, prefix, dropout=dropout)
     return logits, frame_features, video_features
 
 
@@ -212,14 +228,25 @@ class TCLSTA(VideoClassifier):
         lstm_units: LSTM units (512, Table IV).
         collaborative_units: `k` of Eq. (7) (not given in the paper; 512).
         num_alternations: loop iterations of Algorithm 1 (2).
+        dropout: dropout before each stream's linear classifiers (see the
+            module docstring): one rate or a `(spatial, temporal)` pair; 0,
+            as the paper gives none.
         synchronized: synchronised batch normalisation across the replicas of a
             `tf.distribute` strategy in both backbones (TensorFlow only); with
             `False` each replica normalises with its own batch statistics.
+        logits: `True` makes the outputs logits whose softmax is the
+            `logits=False` output; late `"fused"` becomes the log of Eq.
+            (14)'s scores (its softmax renormalises them; with per-class
+            weights, average test views on `exp` of it to keep Eq. 14 at
+            video level); `compile()` follows it.
         spatial_weights: `None`, `"imagenet"` or a weights file for the frame
             backbone (only used when building; not saved in config).
         temporal_weights: the same for the flow backbone; RGB weights are
             adapted to 2L channels by `adapt_input_channels`.
-        **kwargs: `name` and other `keras.Model` keyword arguments.
+        dtype: the Keras dtype policy of the layers (`None`: the global one).
+        name: the model's name.
+        **kwargs: other `keras.Model` keyword arguments (`trainable`) and the
+            former name `num_frames`.
 
     Example:
 
@@ -235,9 +262,11 @@ class TCLSTA(VideoClassifier):
      'temporal', 'temporal_cam', 'temporal_cln', 'temporal_lstm']
     """
 
+    @builds_with_dtype
     def __init__(
         self,
         num_classes,
+        *,
         backbone="resnet50",
         image_size=224,
         num_segments=8,
@@ -252,12 +281,18 @@ class TCLSTA(VideoClassifier):
         lstm_units=512,
         collaborative_units=512,
         num_alternations=2,
+        dropout=0.0,
         synchronized=False,
+        logits=False,
         spatial_weights=None,
         temporal_weights=None,
+        dtype=None,
+        name="tclsta",
         **kwargs,
     ):
         _check_num_classes(num_classes)
+        dropouts = check_dropout(dropout)
+        logits = check_logits(logits)
         num_classes = int(num_classes)
         num_segments = _renamed_argument(
             kwargs, "num_frames", "num_segments", num_segments, 8, "TCLSTA"
@@ -281,7 +316,6 @@ class TCLSTA(VideoClassifier):
             _check_bool(value, arg)
         if fusion not in FUSIONS:
             raise ValueError(f"Expected fusion to be one of {FUSIONS}. Received: fusion={fusion!r}")
-        kwargs.setdefault("name", "tclsta")
 
         # === Layers ===
         backbones = {
@@ -311,7 +345,7 @@ class TCLSTA(VideoClassifier):
             "rgb": keras.Input((num_frames, image_size, image_size, 3), name="rgb"),
             "flow": keras.Input((num_frames, image_size, image_size, 2 * flow_length), name="flow"),
         }
-        logits, frame_features, video_features = {}, {}, {}
+        head_logits, frame_features, video_features = {}, {}, {}
         for stream, key in STREAMS:
             stream_logits, frame_features[stream], video_features[stream] = (
                 apply_spatial_temporal_attention(
@@ -325,9 +359,10 @@ class TCLSTA(VideoClassifier):
                     attention_class,
                     lstm_units,
                     stream,
+                    dropouts[stream],
                 )
             )
-            logits.update(stream_logits)
+            head_logits.update(stream_logits)
         if collaborative:
             # Sect. III-B-1: V^s and V^m are the frame features of the two streams.
             static, motion, _, _ = CollaborativeLearning(
@@ -335,19 +370,18 @@ class TCLSTA(VideoClassifier):
             )([frame_features["spatial"], frame_features["temporal"]], return_coefficients=True)
             video_features = {"spatial": static, "temporal": motion}
             for stream, features in video_features.items():
-                logits[f"{stream}_cln"] = apply_classifier_head(
-                    features, num_classes, f"{stream}_cln"
+                head_logits[f"{stream}_cln"] = apply_classifier_head(
+                    features, num_classes, f"{stream}_cln", dropout=dropouts[stream]
                 )
-        outputs = {
-            name: keras.layers.Activation("softmax", dtype="float32", name=name)(value)
-            for name, value in logits.items()
-        }
+        outputs, probabilities = {}, {}
+        for key, value in head_logits.items():
+            outputs[key], probabilities[key] = apply_class_output(value, key, logits)
         fused_outputs = (
             ("spatial_cln", "temporal_cln") if collaborative else ("spatial", "temporal")
         )
         if fusion == "late":
-            outputs["fused"] = ClassWiseFusion(dtype="float32", name="fused")(
-                [outputs[n] for n in fused_outputs]
+            outputs["fused"] = ClassWiseFusion(log_scores=logits, dtype="float32", name="fused")(
+                [probabilities[n] for n in fused_outputs]
             )
         else:
             features = keras.layers.Concatenate(name="early_fusion_concat")(
@@ -356,10 +390,10 @@ class TCLSTA(VideoClassifier):
             features = ops.stop_gradient(
                 features
             )  # a classifier on extracted features, like the paper's SVM
-            outputs["fused"] = keras.layers.Activation("softmax", dtype="float32", name="fused")(
-                apply_classifier_head(features, num_classes, "early_fusion")
+            outputs["fused"], _ = apply_class_output(
+                apply_classifier_head(features, num_classes, "early_fusion"), "fused", logits
             )
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
@@ -377,6 +411,7 @@ class TCLSTA(VideoClassifier):
         self.lstm_units = lstm_units
         self.collaborative_units = collaborative_units
         self.num_alternations = num_alternations
+        self.dropout = dropout_config(dropouts)
         self.synchronized = synchronized
         self.fused_outputs = fused_outputs
         loss_outputs = [name for name in outputs if name != "fused" or fusion == "early"]
@@ -384,6 +419,8 @@ class TCLSTA(VideoClassifier):
             {name: tuple(t.shape[1:]) for name, t in inputs.items()},
             {name: "default" for name in outputs},
             loss_outputs,
+            logits=logits,
+            dtype=dtype,
         )
 
     def default_optimizer(self):
@@ -466,24 +503,42 @@ class TCLSTA(VideoClassifier):
             "lstm_units": self.lstm_units,
             "collaborative_units": self.collaborative_units,
             "num_alternations": self.num_alternations,
+            "dropout": self.dropout,
             "synchronized": self.synchronized,
         }
 
 
 def build_tclsta(
     num_classes,
+    *,
     backbone="resnet50",
+    image_size=224,
     num_segments=8,
     flow_length=10,
     spatial_attention=True,
     temporal_attention=True,
     collaborative=True,
-    **kwargs,
+    fusion="late",
+    feature_stage=None,
+    cam_filters=1024,
+    attention_class="predicted",
+    lstm_units=512,
+    collaborative_units=512,
+    num_alternations=2,
+    dropout=0.0,
+    synchronized=False,
+    logits=False,
+    spatial_weights=None,
+    temporal_weights=None,
+    dtype=None,
+    name="tclsta",
+    **deprecated,
 ):
     """Builds TCLSTA (Peng et al., IEEE TCSVT 2018): two-stream collaborative learning
     with spatial-temporal attention.
 
-    See `keras_twostream.models.TCLSTA` for every argument.
+    The arguments are `TCLSTA`'s (see `keras_twostream.models.TCLSTA`);
+    `**deprecated` takes the former name `num_frames`.
 
     Returns:
         A `TCLSTA` model: inputs `{"rgb": (B, T, H, W, 3), "flow": (B, T, H, W, 2L)}`,
@@ -495,12 +550,27 @@ def build_tclsta(
     >>> frame_sa = build_tclsta(101, temporal_attention=False, collaborative=False)  # doctest: +SKIP
     """
     return TCLSTA(
-        num_classes=num_classes,
+        num_classes,
         backbone=backbone,
+        image_size=image_size,
         num_segments=num_segments,
         flow_length=flow_length,
         spatial_attention=spatial_attention,
         temporal_attention=temporal_attention,
         collaborative=collaborative,
-        **kwargs,
+        fusion=fusion,
+        feature_stage=feature_stage,
+        cam_filters=cam_filters,
+        attention_class=attention_class,
+        lstm_units=lstm_units,
+        collaborative_units=collaborative_units,
+        num_alternations=num_alternations,
+        dropout=dropout,
+        synchronized=synchronized,
+        logits=logits,
+        spatial_weights=spatial_weights,
+        temporal_weights=temporal_weights,
+        dtype=dtype,
+        name=name,
+        **deprecated,
     )

@@ -15,9 +15,16 @@ import keras
 
 from keras_twostream.backbones import get_backbone
 from keras_twostream.layers import FoldSegments, ScoreFusion, SegmentConsensus, UnfoldSegments
+from keras_twostream.models._validation import _renamed_dropout
 from keras_twostream.models.base import VideoClassifier
-
-STREAMS = ("spatial", "temporal")
+from keras_twostream.models.outputs import (
+    STREAMS,
+    apply_class_output,
+    builds_with_dtype,
+    check_dropout,
+    check_logits,
+    dropout_config,
+)
 
 
 def _normalize_num_classes(num_classes):
@@ -102,10 +109,11 @@ class TwoStream(VideoClassifier):
         image_size: input height and width (224 in the paper).
         num_segments: K, segments per clip (1 in the paper).
         flow_length: L, stacked flow fields (10 in the paper, Sect. 6).
-        spatial_dropout: dropout before the spatial classifier (0.5, the
-            best pre-trained setting of Table 1a).
-        temporal_dropout: dropout before the temporal classifier (0.9, the
-            from-scratch setting of Sect. 6).
+        dropout: dropout before the classifiers: one rate for both streams
+            or a `(spatial, temporal)` pair; `(0.5, 0.9)`, the best
+            pre-trained spatial setting of Table 1a and the from-scratch
+            temporal setting of Sect. 6 (formerly `spatial_dropout` /
+            `temporal_dropout`, still accepted with a `DeprecationWarning`).
         consensus: `"avg"` or `"max"` segmental consensus over K.
         fusion_weights: weights of the spatial and temporal scores in
             `"fused"`; `(1, 1)` is the paper's averaging.
@@ -118,11 +126,21 @@ class TwoStream(VideoClassifier):
             `"fused"`: the paper trains the two nets separately (Sects. 5-6)
             and fuses their saved scores afterwards (`keras-twostream fuse`,
             `keras_twostream.evaluation.fusion`); `train --stream` builds it.
+        logits: `False` (the default): the outputs are probabilities;
+            `True`: logits whose softmax is that probability (`"fused"`
+            becomes the log of the averaged probabilities), for losses
+            `from_logits=True`, distillation or temperature scaling;
+            `compile()` follows it.
         spatial_weights: `None`, `"imagenet"` or a weights file for the
             spatial backbone (only used when building; not saved in config).
         temporal_weights: the same for the temporal backbone; RGB weights are
             adapted to 2L channels by `adapt_input_channels`.
-        **kwargs: `name` and other `keras.Model` keyword arguments.
+        dtype: the Keras dtype policy of the model's layers (`None`: the
+            global policy; `"mixed_float16"`, `"mixed_bfloat16"`, ...).
+            Outputs stay float32.
+        name: the model's name.
+        **kwargs: other `keras.Model` keyword arguments (`trainable`), and
+            the former argument names.
 
     Example:
 
@@ -136,21 +154,25 @@ class TwoStream(VideoClassifier):
     ['fused', 'spatial', 'temporal']
     """
 
+    @builds_with_dtype
     def __init__(
         self,
         num_classes,
+        *,
         backbone="cnn_m_2048",
         image_size=224,
         num_segments=1,
         flow_length=10,
-        spatial_dropout=0.5,
-        temporal_dropout=0.9,
+        dropout=(0.5, 0.9),
         consensus="avg",
         fusion_weights=(1.0, 1.0),
         synchronized=False,
         streams=STREAMS,
+        logits=False,
         spatial_weights=None,
         temporal_weights=None,
+        dtype=None,
+        name="two_stream",
         **kwargs,
     ):
         tasks = _normalize_num_classes(num_classes)
@@ -173,12 +195,13 @@ class TwoStream(VideoClassifier):
                 raise ValueError(
                     f"Expected {arg} to be a positive integer. Received: {arg}={value!r}"
                 )
-        kwargs.setdefault("name", "two_stream")
+        dropout = _renamed_dropout(kwargs, dropout, (0.5, 0.9), "TwoStream")
+        dropouts = check_dropout(dropout)
+        logits = check_logits(logits)
 
         # === Layers ===
         modality = {"spatial": "rgb", "temporal": "flow"}
         channels = {"spatial": 3, "temporal": 2 * flow_length}
-        dropouts = {"spatial": spatial_dropout, "temporal": temporal_dropout}
         init = {"spatial": spatial_weights, "temporal": temporal_weights}
         backbones = {
             stream: get_backbone(
@@ -200,7 +223,7 @@ class TwoStream(VideoClassifier):
             )
             for stream in streams
         }
-        logits = {}
+        stream_logits = {}
         for stream in streams:
             net = backbones[stream]
             x = FoldSegments(name=f"{stream}_fold")(
@@ -208,23 +231,25 @@ class TwoStream(VideoClassifier):
             )  # [B, K, H, W, C] -> [B*K, H, W, C]
             features = net(x)["features"]  # -> [B*K, D]
             # VGG-16 and CNN-M-2048 already end in fc7 + dropout (Fig. 1): no second dropout.
-            dropout = 0.0 if head_applies_dropout(net) else dropouts[stream]
-            logits[stream] = apply_stream_heads(
-                features, tasks, num_segments, consensus, dropout, stream
+            head_dropout = 0.0 if head_applies_dropout(net) else dropouts[stream]
+            stream_logits[stream] = apply_stream_heads(
+                features, tasks, num_segments, consensus, head_dropout, stream
             )
         outputs = {}
         for task in tasks:
             probs = []
             for stream in streams:
-                name = output_name(stream, task, primary)
-                outputs[name] = keras.layers.Activation("softmax", dtype="float32", name=name)(
-                    logits[stream][task]
+                key = output_name(stream, task, primary)
+                outputs[key], probabilities = apply_class_output(
+                    stream_logits[stream][task], key, logits
                 )
-                probs.append(outputs[name])
+                probs.append(probabilities)
             if len(streams) > 1:
                 fused = output_name("fused", task, primary)
-                outputs[fused] = ScoreFusion(fusion_weights, dtype="float32", name=fused)(probs)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+                outputs[fused] = ScoreFusion(
+                    fusion_weights, log_scores=logits, dtype="float32", name=fused
+                )(probs)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
@@ -232,8 +257,7 @@ class TwoStream(VideoClassifier):
         self.image_size = image_size
         self.num_segments = num_segments
         self.flow_length = flow_length
-        self.spatial_dropout = spatial_dropout
-        self.temporal_dropout = temporal_dropout
+        self.dropout = dropout_config(dropouts)
         self.consensus = consensus
         self.fusion_weights = tuple(float(w) for w in fusion_weights)
         self.synchronized = synchronized
@@ -246,6 +270,8 @@ class TwoStream(VideoClassifier):
             {name: tuple(t.shape[1:]) for name, t in inputs.items()},
             label_map,
             [output_name(s, t, primary) for t in tasks for s in streams],
+            logits=logits,
+            dtype=dtype,
         )
 
     def get_config(self):
@@ -258,8 +284,7 @@ class TwoStream(VideoClassifier):
             "image_size": self.image_size,
             "num_segments": self.num_segments,
             "flow_length": self.flow_length,
-            "spatial_dropout": self.spatial_dropout,
-            "temporal_dropout": self.temporal_dropout,
+            "dropout": self.dropout,
             "consensus": self.consensus,
             "fusion_weights": list(self.fusion_weights),
             "synchronized": self.synchronized,
@@ -267,10 +292,30 @@ class TwoStream(VideoClassifier):
         }
 
 
-def build_two_stream(num_classes, backbone="cnn_m_2048", **kwargs):
+def build_two_stream(
+    num_classes,
+    *,
+    backbone="cnn_m_2048",
+    image_size=224,
+    num_segments=1,
+    flow_length=10,
+    dropout=(0.5, 0.9),
+    consensus="avg",
+    fusion_weights=(1.0, 1.0),
+    synchronized=False,
+    streams=STREAMS,
+    logits=False,
+    spatial_weights=None,
+    temporal_weights=None,
+    dtype=None,
+    name="two_stream",
+    **deprecated,
+):
     """Builds the two-stream ConvNet of Simonyan & Zisserman (2014).
 
-    See `keras_twostream.models.TwoStream` for every argument.
+    The arguments are `TwoStream`'s (see `keras_twostream.models.TwoStream`);
+    `**deprecated` takes the former names `spatial_dropout` /
+    `temporal_dropout` (with a `DeprecationWarning`).
 
     Returns:
         A `TwoStream` model: inputs `{"rgb", "flow"}`, outputs
@@ -280,6 +325,24 @@ def build_two_stream(num_classes, backbone="cnn_m_2048", **kwargs):
 
     >>> from keras_twostream import build_two_stream
     >>> model = build_two_stream(num_classes=101, backbone="tiny", image_size=64)
-    >>> model.output_names  # doctest: +SKIP
+    >>> sorted(model.output_names)  # doctest: +SKIP
+    ['fused', 'spatial', 'temporal']
     """
-    return TwoStream(num_classes=num_classes, backbone=backbone, **kwargs)
+    return TwoStream(
+        num_classes,
+        backbone=backbone,
+        image_size=image_size,
+        num_segments=num_segments,
+        flow_length=flow_length,
+        dropout=dropout,
+        consensus=consensus,
+        fusion_weights=fusion_weights,
+        synchronized=synchronized,
+        streams=streams,
+        logits=logits,
+        spatial_weights=spatial_weights,
+        temporal_weights=temporal_weights,
+        dtype=dtype,
+        name=name,
+        **deprecated,
+    )

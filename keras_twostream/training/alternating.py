@@ -5,7 +5,7 @@ Sect. 4.3): iteration 1 trains the RGB branch "according to the loss of the
 current branch" with every layer of the Flow branch frozen, CMA blocks
 included; iteration 2 trains the Flow branch with the RGB branch frozen; and so
 on, after the Flow branch was first trained alone (`AlternatingSchedule(
-pretrain_branch="flow")`, its CMA blocks kept identities). The learning
+pretrain_branch="temporal")`, its CMA blocks kept identities). The learning
 rate is reset to its initial value at the start of every iteration (Sect.
 4.4) and the fused score leans 5:1 toward the branch trained last (Sect. 5.2).
 
@@ -27,7 +27,7 @@ gradients still move weights under momentum or Adam):
   so the gradient of the RGB loss also flows RGB -> Flow CMA block -> Flow
   blocks -> the next RGB CMA block (issue 15 item 6);
 * the gradient follows "the loss of the current branch" (Sect. 4.3): the
-  compiled losses of the trained branch's outputs (`"rgb"`, `"rgb_*"`, with
+  compiled losses of the trained branch's outputs (`"spatial"`, `"spatial_*"`, with
   their loss weights) plus the model's regularisation losses. The frozen
   branch's output loss is left out of the gradient: with the path open it
   would otherwise push the trained branch through the frozen CMA blocks.
@@ -51,6 +51,8 @@ with Keras' own `train_step`.
 The mixin relies on the Keras 3 functional graph runner
 (`Functional._run_through_graph`) to choose the `training` flag per layer.
 """
+
+import warnings
 
 import keras
 from keras import ops
@@ -77,12 +79,16 @@ class AlternatingTrainingMixin:
 
     Mix it in before `keras.Model` (or `VideoClassifier`):
     `class CMA(AlternatingTrainingMixin, VideoClassifier)`. The model declares
-    its branches in `self.branches` (e.g. `("rgb", "flow")`); a branch owns
-    every layer named after it (`"rgb"`, `"rgb_*"`). The late-fusion layer
+    its branches in `self.branches` (CMA: `("spatial", "temporal")`, the
+    names of their outputs); a branch owns every layer named after its layer
+    prefix (`self.branch_prefixes`, CMA: `"rgb"` for the spatial branch, so
+    `"rgb_*"`; by default the branch name itself). The late-fusion layer
     (`ScoreFusion`, named by `self.fusion_layer_name`, `"fused"` by default)
     belongs to no branch. See the module docstring for how freezing works.
+    Former branch names in `self.BRANCH_ALIASES` (CMA: `"rgb"`, `"flow"`)
+    are accepted with a `DeprecationWarning`.
 
-    Set the phase with `set_training_branch("rgb")` (or let an
+    Set the phase with `set_training_branch("spatial")` (or let an
     `AlternatingSchedule` callback do it during `fit`); `None` trains every
     branch jointly.
 
@@ -91,12 +97,19 @@ class AlternatingTrainingMixin:
     >>> from keras_twostream.models.cma import build_cma
     >>> model = build_cma(5, backbone="tiny", image_size=64, num_segments=2, flow_length=2)
     >>> model.compile()
-    >>> model.set_training_branch("rgb")  # next fit() updates the RGB branch only
+    >>> model.set_training_branch("spatial")  # next fit() updates the RGB branch only
     >>> model.training_branch
-    'rgb'
+    'spatial'
     """
 
     fusion_layer_name = "fused"
+    # Former branch names -> current ones (CMA's branches were "rgb" and "flow").
+    BRANCH_ALIASES = {}
+
+    @property
+    def branch_prefixes(self):
+        """Branch -> the prefix of the names of its layers (by default the branch name)."""
+        return {branch: branch for branch in self.branches}
 
     # --- Branches -----------------------------------------------------------------------
     @property
@@ -105,22 +118,36 @@ class AlternatingTrainingMixin:
         return getattr(self, "_training_branch", None)
 
     def _check_branch(self, branch, allow_none=False):
+        """The branch's current name: `branch`, or the branch a former name stands for."""
         if branch is None and allow_none:
-            return
+            return None
+        if branch in self.BRANCH_ALIASES and branch not in self.branches:
+            new = self.BRANCH_ALIASES[branch]
+            warnings.warn(
+                f"{type(self).__name__}: the branch {branch!r} is now named {new!r}, the name of "
+                "its output (every two-stream model has 'spatial', 'temporal' and 'fused'); the "
+                "former name will stop working in a future release.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            branch = new
         if branch not in self.branches:
             raise ValueError(
                 f"Expected branch to be one of {tuple(self.branches)}"
                 + (" or None" if allow_none else "")
                 + f". Received: branch={branch!r}"
             )
+        return branch
 
     def branch_layers(self, branch):
-        """The model's layers that belong to `branch` (named `branch` or `branch_*`)."""
-        self._check_branch(branch)
+        """The model's layers that belong to `branch`: its output (named `branch`) and every
+        layer named after its prefix (`prefix` or `prefix_*`, see `branch_prefixes`)."""
+        branch = self._check_branch(branch)
+        prefix = self.branch_prefixes[branch]
         return [
             layer
             for layer in self.layers
-            if layer.name == branch or layer.name.startswith(f"{branch}_")
+            if layer.name in (branch, prefix) or layer.name.startswith(f"{prefix}_")
         ]
 
     def branch_variables(self, branch, trainable_only=True):
@@ -142,6 +169,7 @@ class AlternatingTrainingMixin:
     def cross_layers(self, branch):
         """The layers of `branch` that read another branch's output: CMA's `"rgb_cma_*"`
         blocks (queries from RGB, keys and values from Flow). Found in the functional graph."""
+        branch = self._check_branch(branch)
         own = {id(layer) for layer in self.branch_layers(branch)}
         others = {
             id(layer)
@@ -172,7 +200,7 @@ class AlternatingTrainingMixin:
         as a single stream while its CMA blocks stay identities (the Flow
         pre-training before iteration 1 of the CMA paper, Sect. 4.3).
         """
-        self._check_branch(branch, allow_none=True)
+        branch = self._check_branch(branch, allow_none=True)
         if not isinstance(with_cross_layers, bool):
             raise ValueError(
                 "Expected with_cross_layers to be a bool. "
@@ -193,7 +221,7 @@ class AlternatingTrainingMixin:
 
     def fusion_weights_for(self, branch, ratio=5.0):
         """Fusion weights leaning `ratio : 1` toward `branch` (Sect. 5.2 of the CMA paper)."""
-        self._check_branch(branch)
+        branch = self._check_branch(branch)
         return [float(ratio) if b == branch else 1.0 for b in self.branches]
 
     # --- Compile: one optimizer over every variable, built up front ---------------------
@@ -259,7 +287,7 @@ class AlternatingTrainingMixin:
         labels = self._expand_labels(y) if hasattr(self, "_expand_labels") else y
         branch_loss = None
         for path, loss_fn, loss_weight, _ in flat_losses:
-            # The branch's outputs are keyed by its name: "rgb" (or "rgb_*"), not "fused".
+            # The branch's outputs are keyed by its name: "spatial" (or "spatial_*"), not "fused".
             key = str(path[0]) if path else ""
             if key != branch and not key.startswith(f"{branch}_"):
                 continue
@@ -424,7 +452,7 @@ class AlternatingSchedule(keras.callbacks.Callback):
     * sets the fused score's weights `fusion_ratio : 1` toward the branch being
       trained (Sect. 5.2: 5:1 at iterations 1, 3, ... and 1:5 at 2, 4, ...).
 
-    With `pretrain_branch` (the CLI: `"flow"`), epochs `[0, P)` first train
+    With `pretrain_branch` (the CLI: `"temporal"`, the Flow branch), epochs `[0, P)` first train
     that branch alone, before iteration 1 (Sect. 4.3: "we firstly train the
     flow branch ... After that, ... we train the CMA Model in an iterative
     way"): its CMA blocks stay frozen identities
@@ -446,7 +474,8 @@ class AlternatingSchedule(keras.callbacks.Callback):
     Args:
         epochs_per_iteration: `E`, epochs per iteration (30 in the paper).
         branches: the order in which branches are trained; `None` uses
-            `model.branches` (`("rgb", "flow")`: RGB first, as the paper).
+            `model.branches` (CMA: `("spatial", "temporal")`: RGB first, as
+            the paper).
         fusion_ratio: weight of the branch being trained in the fused score,
             against 1 for the others; `None` leaves the fusion weights alone.
         reset_learning_rate: reset the learning rate at each iteration start.
@@ -538,9 +567,11 @@ class AlternatingSchedule(keras.callbacks.Callback):
         self.branch = None
 
     def _branches(self):
-        branches = self.branches or tuple(self.model.branches)
-        for branch in (*branches, *([self.pretrain_branch] if self.pretrain_branch else [])):
-            self.model._check_branch(branch)
+        branches = tuple(
+            self.model._check_branch(branch) for branch in (self.branches or self.model.branches)
+        )
+        if self.pretrain_branch is not None:
+            self.pretrain_branch = self.model._check_branch(self.pretrain_branch)
         return branches
 
     def iteration_for_epoch(self, epoch):

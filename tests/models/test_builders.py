@@ -17,7 +17,6 @@ CASES = {
     "mpa_sal": (
         dict(
             num_classes=3,
-            stream="two_stream",
             backbone="tiny",
             image_size=32,
             num_segments=2,
