@@ -73,8 +73,7 @@ def run_demo(output="keras_twostream_outputs/demo", cache=None, epochs=None, see
         image_size=IMAGE_SIZE,
         num_segments=NUM_SEGMENTS,
         flow_length=FLOW_LENGTH,
-        spatial_dropout=0.3,
-        temporal_dropout=0.3,
+        dropout=0.3,
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     epochs = epochs or (1 if quick else 30)

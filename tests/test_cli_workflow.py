@@ -529,10 +529,10 @@ def test_cma_trains_the_flow_branch_first_by_default(workflow, tmp_path):
             }
             for branch in model.branches
         }
-        cma = {id(v) for layer in model.cross_layers("flow") for v in layer.variables}
+        cma = {id(v) for layer in model.cross_layers("temporal") for v in layer.variables}
         keys = {
             (i, v.path)
-            for i, v in enumerate(model.branch_variables("flow", trainable_only=False))
+            for i, v in enumerate(model.branch_variables("temporal", trainable_only=False))
             if id(v) in cma
         }
         return values, keys
@@ -547,8 +547,10 @@ def test_cma_trains_the_flow_branch_first_by_default(workflow, tmp_path):
         branch: {k for k, v in values.items() if not np.array_equal(v, initial[branch][k])}
         for branch, values in trained.items()
     }
-    assert not changed["rgb"] and not changed["flow"] & flow_cma
-    assert any("flow_backbone" in path or "flow_classifier" in path for _, path in changed["flow"])
+    assert not changed["spatial"] and not changed["temporal"] & flow_cma
+    assert any(
+        "flow_backbone" in path or "flow_classifier" in path for _, path in changed["temporal"]
+    )
     # The first alternating iteration then trains RGB (tested in tests/training).
 
 

@@ -19,7 +19,7 @@ TEST_MP4 = DATA / "test.mp4"  # H.264, 340x256, 300 frames, 30 fps: a 10 s video
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     model = keras_twostream.build_mpa_sal(
-        3, stream="two_stream", backbone="tiny", image_size=32, num_segments=2
+        3, backbone="tiny", image_size=32, num_segments=2
     )
     path = tmp_path_factory.mktemp("model") / "mpa_sal.keras"
     model.save(path)

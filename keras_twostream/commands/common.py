@@ -226,7 +226,7 @@ def primary_output(names):
     Example:
 
     >>> from keras_twostream.commands.common import primary_output
-    >>> primary_output(["rgb", "flow", "fused"]), primary_output(["spatial"])
+    >>> primary_output(["spatial", "temporal", "fused"]), primary_output(["spatial"])
     ('fused', 'spatial')
     """
     return "fused" if "fused" in names else names[0]

@@ -225,9 +225,7 @@ PAPER_DEFAULTS = {
         "test_frames": Default(25, "TSN's protocol"),
         "test_crops": Default(10, "TSN's protocol"),
         "test_views": Default("frame", "TSN's protocol"),
-        "model_args": Default(
-            {"stream": "two_stream"}, "both streams: RGB and RGB differences, fused"
-        ),
+        "model_args": Default({}, "the builder's: both streams, RGB and RGB differences, fused"),
         "finetune": Default({}, ""),
     },
 }

@@ -104,6 +104,9 @@ def add_arguments(parser):
 def scoring_model(model, spec, views):
     """The model that scores one view: rebuilt with one segment, or the model itself for clips.
 
+    A model built with `logits=True` is rebuilt with `logits=False` (same weights): the test
+    protocol averages softmax probabilities over the views (two-stream paper, Sect. 5).
+
     Example:
 
     >>> from keras_twostream import build_two_stream
@@ -113,13 +116,16 @@ def scoring_model(model, spec, views):
     >>> scoring_model(model, model_spec(model), "frame").num_segments
     1
     """
-    if views == "clip" or spec.segment_arg is None or spec.segments == 1:
+    overrides = {"logits": False} if getattr(model, "logits", False) else {}
+    if not (views == "clip" or spec.segment_arg is None or spec.segments == 1):
+        overrides[spec.segment_arg] = 1
+    if not overrides:
         return model
     if not hasattr(model, "rebuild"):
         raise UserError(
             f"{model.name}: cannot rebuild the model with one segment to score single views"
         )
-    return model.rebuild(**{spec.segment_arg: 1})
+    return model.rebuild(**overrides)
 
 
 def _test_settings(info, model_name, args):

@@ -527,23 +527,16 @@ def make_optimizer(settings, steps_per_epoch):
 
 
 def _builder_parameters(builder):
-    """Argument names the builder accepts, including those of the model class it forwards to."""
+    """Argument names the builder accepts: its explicit signature, and the former names it
+    still takes with a DeprecationWarning (`keras_twostream.models.RENAMED_ARGUMENTS`: runs
+    recorded before the renaming still rerun)."""
     import inspect
 
-    import keras
+    from keras_twostream.models import RENAMED_ARGUMENTS
 
     signature = inspect.signature(builder)
     names = {n for n, p in signature.parameters.items() if p.kind != p.VAR_KEYWORD}
-    if any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
-        module = sys.modules.get(builder.__module__)
-        for value in vars(module).values() if module else ():
-            if (
-                isinstance(value, type)
-                and issubclass(value, keras.Model)
-                and value.__module__ == builder.__module__
-            ):
-                names |= set(inspect.signature(value.__init__).parameters) - {"self", "kwargs"}
-    return names
+    return names | set(RENAMED_ARGUMENTS.get(builder.__name__, ()))
 
 
 def build_kwargs(builder, settings, num_classes, model_args):
@@ -759,9 +752,9 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
         # CMA Sect. 4.3: the Flow branch is trained first (alone, its CMA blocks identities),
         # then the iterations alternate from RGB.
         pretrain = settings.get("pretrain_flow_epochs") or 0
-        if pretrain and "flow" not in model.branches:
+        if pretrain and "temporal" not in model.branches:
             raise UserError(
-                f"--pretrain-flow: the model has no 'flow' branch (its branches: "
+                f"--pretrain-flow: the model has no 'temporal' (Flow) branch (its branches: "
                 f"{', '.join(model.branches)}); pass --pretrain-flow 0"
             )
         callbacks.append(
@@ -769,7 +762,7 @@ def make_callbacks(settings, output, model, has_validation, sidecar, primary):
                 settings["alternating_epochs"],
                 reset_learning_rate=settings["lr_schedule"] != "step",
                 reset_callbacks=plateau,  # Sect. 4.4: the plateau decay restarts each iteration
-                pretrain_branch="flow" if pretrain else None,
+                pretrain_branch="temporal" if pretrain else None,
                 pretrain_epochs=pretrain,
             )
         )

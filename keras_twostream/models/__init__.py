@@ -27,6 +27,23 @@ def load_model(filepath, **kwargs):
     return keras.saving.load_model(filepath, **kwargs)
 
 
+# Issue 19, one vocabulary: builder -> {former argument name: its current name}. The former
+# names still work (each with a DeprecationWarning); configs saved under them still load.
+RENAMED_ARGUMENTS = {
+    "build_two_stream": {"spatial_dropout": "dropout", "temporal_dropout": "dropout"},
+    "build_cma": {"rgb_weights": "spatial_weights", "flow_weights": "temporal_weights"},
+    "build_non_local": {"rgb_weights": "spatial_weights", "flow_weights": "temporal_weights"},
+    "build_cma_3d": {"num_frames": "num_segments", "flow_channels": "flow_length"},
+    "build_tclsta": {"num_frames": "num_segments"},
+    "build_stpn": {"temporal_paths": "num_paths"},
+    "build_mpa_sal": {
+        "stream": "streams",
+        "spatial_dropout": "dropout",
+        "temporal_dropout": "dropout",
+        "weights": "spatial_weights",
+    },
+}
+
 MODELS = {
     "two_stream": build_two_stream,
     "cma": build_cma,
@@ -45,6 +62,7 @@ __all__ = [
     "MPASAL",
     "MPA_SAL_ABLATIONS",
     "MaskedSparseCategoricalAccuracy",
+    "RENAMED_ARGUMENTS",
     "STPN",
     "STPN_ABLATIONS",
     "TCLSTA",

@@ -144,39 +144,222 @@ def test_torch_backbone_in_every_builder(name):
         np.testing.assert_allclose(np.asarray(value).sum(-1), 1.0, atol=1e-5, err_msg=key)
 
 
-def test_one_vocabulary_and_deprecated_names():
-    """Issue 19 item 1: the builders share argument names; the former names still work, with a
-    DeprecationWarning, and a saved config with a former name still loads."""
+# Issue 19 item 1: the shared vocabulary, with where each builder departs from it and why.
+SHARED = {"backbone", "image_size", "num_segments", "dropout", "logits", "dtype", "name"}
+NO_FLOW_LENGTH = {"mpa_sal"}  # RGB differences, not flow: `diff_length`
+NO_STREAM_WEIGHTS = {"cma_3d"}  # the tiny P3D ResNet has no pretrained weights
+
+
+def test_builders_share_one_vocabulary_keyword_only():
+    """Every builder: keyword-only arguments after num_classes, explicit (no **kwargs but the
+    former names), the shared names, and the same signature as the class it builds."""
     import inspect
 
-    from keras_twostream.models.cma import CMA3D
-    from keras_twostream.models.stpn import STPN
-    from keras_twostream.models.tclsta import TCLSTA
+    from keras_twostream.models import CMA
 
-    def parameters(cls):
-        return set(inspect.signature(cls.__init__).parameters)
+    for name, builder in MODELS.items():
+        params = inspect.signature(builder).parameters
+        kinds = [p.kind for p in params.values()]
+        assert list(params)[0] == "num_classes", name
+        assert all(k == inspect.Parameter.KEYWORD_ONLY for k in kinds[1:-1]), name
+        assert list(params)[-1] == "deprecated" and kinds[-1] == inspect.Parameter.VAR_KEYWORD
+        expected = SHARED | ({"flow_length"} if name not in NO_FLOW_LENGTH else set())
+        if name not in NO_STREAM_WEIGHTS:
+            expected |= {"spatial_weights", "temporal_weights"}
+        assert expected <= set(params), (name, expected - set(params))
+        # The builder repeats its class's signature (so help() shows every argument): the same
+        # names, order and defaults; build_mpa_sal trains the semantic encoder by default.
+        cls = type(MODELS[name](**CASES[name][0]))
+        theirs = dict(inspect.signature(cls.__init__).parameters)
+        theirs.pop("self"), theirs.pop("kwargs")
+        ours = {k: p.default for k, p in params.items() if k != "deprecated"}
+        assert list(ours) == list(theirs), name
+        differences = {k for k in ours if ours[k] != theirs[k].default}
+        assert differences == ({"semantic_encoder"} if name == "mpa_sal" else set()), name
+    # build_non_local is CMA with non_local and cross_modality fixed.
+    from keras_twostream.models import build_non_local
 
-    classes = {type(MODELS[n](**CASES[n][0])) for n in ("two_stream", "cma", "tclsta", "stpn")}
-    for cls in classes:
-        assert {"num_segments", "image_size", "flow_length", "backbone"} <= parameters(cls), cls
-        assert {"spatial_weights", "temporal_weights"} <= parameters(cls), cls
-        assert not {"num_frames", "rgb_weights", "flow_weights", "temporal_paths"} & parameters(cls)
-    assert "num_paths" in parameters(STPN) and "num_segments" in parameters(CMA3D)
+    cma = dict(inspect.signature(CMA.__init__).parameters)
+    ours = inspect.signature(build_non_local).parameters
+    assert set(cma) - set(ours) == {"self", "kwargs", "non_local", "cross_modality"}
+    with pytest.raises(TypeError):
+        MODELS["two_stream"](3, "tiny")  # keyword-only: a positional backbone is refused
 
-    tclsta_kwargs = {k: v for k, v in CASES["tclsta"][0].items() if k != "num_segments"}
-    with pytest.warns(DeprecationWarning, match="`num_frames` is deprecated.*num_segments"):
-        old = MODELS["tclsta"](**tclsta_kwargs, num_frames=3)
-    assert old.num_segments == old.num_frames == 3 and "num_frames" not in old.get_config()
-    with pytest.raises(ValueError, match="both num_segments=4 and its deprecated name num_frames"):
-        MODELS["tclsta"](**tclsta_kwargs, num_segments=4, num_frames=3)
-    config = {**old.get_config()}
-    config["num_frames"] = config.pop("num_segments")  # a file saved before the rename
+
+def test_every_model_names_its_outputs_spatial_temporal_fused():
+    """Issue 19 item 2: the late-fusion models all have "spatial", "temporal" and "fused"; STPN
+    fuses features (Sect. 3.4, one end-to-end loss), so it has "fused" only."""
+    for name, builder in MODELS.items():
+        model = builder(**CASES[name][0])
+        expected = {"fused"} if name == "stpn" else {"spatial", "temporal", "fused"}
+        assert expected <= set(model.output_names), (name, model.output_names)
+        assert not {"rgb", "flow"} & set(model.output_names), name
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_logits_option_is_the_log_of_the_probabilities(name):
+    """`logits=True`: same weights, every output's softmax is the `logits=False` output, and
+    compile() switches to from_logits losses: the same loss on the same batch."""
+    kwargs, shapes = CASES[name]
+    probs_model = MODELS[name](**kwargs)
+    logits_model = probs_model.rebuild(logits=True)
+    assert logits_model.logits and logits_model.get_config()["logits"] is True
+    x = _inputs(shapes)
+    probs = probs_model.predict_on_batch(x)
+    logits = logits_model.predict_on_batch(x)
+    assert set(probs) == set(logits)
+    for key in probs:
+        z = np.asarray(logits[key], "float64")
+        assert not np.allclose(z, probs[key], atol=1e-3), key  # not the probabilities
+        softmax = np.exp(z - z.max(-1, keepdims=True))
+        softmax /= softmax.sum(-1, keepdims=True)
+        np.testing.assert_allclose(softmax, probs[key], atol=2e-6, err_msg=key)
+    y = np.array([0, 2])
+    if name == "mpa_sal" and keras.backend.backend() != "tensorflow":
+        return  # its adversarial steps are TensorFlow-only (test_builder_contract)
+    losses = []
+    for model in (probs_model, logits_model):
+        model.compile()
+        losses.append(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+
+
+def test_dtype_option_builds_under_the_policy_and_restores_the_global_one():
+    kwargs, shapes = CASES["two_stream"]
+    before = keras.config.dtype_policy().name
+    model = MODELS["two_stream"](**kwargs, dtype="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == before
+    assert model.get_layer("spatial_classifier").compute_dtype == "bfloat16"
+    assert model.get_layer("spatial_classifier").variable_dtype == "float32"
+    out = model.predict_on_batch(_inputs(shapes))
+    assert all(np.asarray(v).dtype == np.float32 for v in out.values())  # outputs stay float32
+    again = type(model).from_config(model.get_config())
+    assert again.get_config()["dtype"] == "mixed_bfloat16"
+    assert again.get_layer("temporal_classifier").compute_dtype == "bfloat16"
+    with pytest.raises(ValueError, match="dtype"):
+        MODELS["cma"](**CASES["cma"][0], dtype="int8")
+    assert keras.config.dtype_policy().name == before  # also after a constructor that raised
+
+
+def test_dropout_is_one_argument_a_rate_or_a_pair():
+    two = MODELS["two_stream"](**CASES["two_stream"][0])
+    assert two.dropout == [0.5, 0.9]  # Table 1a (spatial) and Sect. 6 (temporal, from scratch)
+    assert two.get_layer("temporal_dropout").rate == 0.9
+    cma = MODELS["cma"](**CASES["cma"][0], dropout=(0.2, 0.4))
+    assert (cma.get_layer("rgb_dropout").rate, cma.get_layer("flow_dropout").rate) == (0.2, 0.4)
+    tclsta = MODELS["tclsta"](**CASES["tclsta"][0])
+    assert tclsta.dropout == 0.0  # the paper gives none: no dropout layer at all
+    assert not [layer for layer in tclsta.layers if isinstance(layer, keras.layers.Dropout)]
+    tclsta = MODELS["tclsta"](**CASES["tclsta"][0], dropout=0.3)
+    rates = {layer.rate for layer in tclsta.layers if isinstance(layer, keras.layers.Dropout)}
+    assert rates == {0.3}
+    for bad in (1.0, -0.1, (0.5,), "0.5"):
+        with pytest.raises(ValueError, match="dropout"):
+            MODELS["two_stream"](**CASES["two_stream"][0], dropout=bad)
+
+
+def test_renamed_arguments_warn_and_still_work():
+    """Every former name in RENAMED_ARGUMENTS works, with a DeprecationWarning naming it."""
+    from keras_twostream.models import RENAMED_ARGUMENTS
+
+    values = {
+        "spatial_dropout": 0.1,
+        "temporal_dropout": 0.2,
+        "rgb_weights": None,
+        "flow_weights": None,
+        "num_frames": 2,
+        "flow_channels": 2,
+        "temporal_paths": 1,
+        "stream": "spatial",
+        "weights": None,
+    }
+    builders = {builder.__name__: (key, builder) for key, builder in MODELS.items()}
+    from keras_twostream.models import build_non_local
+
+    builders["build_non_local"] = ("cma", build_non_local)
+    assert set(RENAMED_ARGUMENTS) == set(builders)
+    for builder_name, renamed in RENAMED_ARGUMENTS.items():
+        key, builder = builders[builder_name]
+        kwargs = dict(CASES[key][0])
+        for old, new in renamed.items():
+            given = {k: v for k, v in kwargs.items() if k != new}
+            with pytest.warns(DeprecationWarning, match=f"`{old}`"):
+                model = builder(**given, **{old: values[old]})
+            assert old not in model.get_config(), (builder_name, old)
+    # What the former names set, under the current names.
     with pytest.warns(DeprecationWarning):
-        assert TCLSTA.from_config(config).num_segments == 3
-    with pytest.warns(DeprecationWarning, match="`temporal_paths`"):
-        assert MODELS["stpn"](**CASES["stpn"][0], temporal_paths=1).num_paths == 1
-    with pytest.warns(DeprecationWarning, match="`num_frames`"):
-        assert MODELS["cma_3d"](num_classes=3, num_frames=2, image_size=32).num_segments == 2
-    with pytest.warns(DeprecationWarning, match="`rgb_weights`"):
-        cma = MODELS["cma"](**CASES["cma"][0], rgb_weights=None)
-    assert cma.name == "cma"
+        two = MODELS["two_stream"](**CASES["two_stream"][0], temporal_dropout=0.2)
+    assert two.dropout == [0.5, 0.2]
+    with pytest.warns(DeprecationWarning):
+        mpa = MODELS["mpa_sal"](**CASES["mpa_sal"][0], stream="temporal")
+    assert mpa.streams == ("temporal",) and mpa.stream == "temporal"
+    with pytest.raises(ValueError, match="both dropout"):
+        MODELS["two_stream"](**CASES["two_stream"][0], dropout=0.3, spatial_dropout=0.1)
+
+
+def test_cma_former_output_and_branch_names_still_work():
+    kwargs, shapes = CASES["cma"]
+    model = MODELS["cma"](**kwargs)
+    assert model.branches == ("spatial", "temporal")
+    assert model.branch_prefixes == {"spatial": "rgb", "temporal": "flow"}
+    with pytest.warns(DeprecationWarning, match="'rgb' is now named 'spatial'"):
+        model.set_training_branch("rgb")
+    assert model.training_branch == "spatial"
+    model.set_training_branch(None)
+    y = np.array([0, 2])
+    with pytest.warns(DeprecationWarning, match="output '(rgb|flow)' is now named"):
+        model.compile(loss={"rgb": "sparse_categorical_crossentropy",
+                            "flow": "sparse_categorical_crossentropy"})  # fmt: skip
+    x = _inputs(shapes)
+    with pytest.warns(DeprecationWarning):
+        loss = model.evaluate(x, {"rgb": y, "flow": y, "fused": y}, verbose=0, return_dict=True)
+    assert np.isfinite(loss["loss"]) and "spatial_loss" in loss
+
+
+# The default configuration of every builder is the paper's; built once each (no fit: full-size
+# networks), its contract checked against the numbers the papers give, written out here.
+PAPER_DEFAULTS = {
+    # Simonyan & Zisserman 2014: CNN-M-2048 (Sect. 5), 224 px, L = 10 (Sect. 6), one frame.
+    "two_stream": dict(backbone="cnn_m_2048", image_size=224, num_segments=1, flow_length=10),
+    # Chi et al. 2019, Sects. 4.1-4.4: ResNet-50, K = 3 segments, L = 5, 5 CMA blocks per branch.
+    "cma": dict(backbone="resnet50", image_size=224, num_segments=3, flow_length=5),
+    # Sect. 5.6: the 3-D variant (a tiny P3D ResNet here), one flow field per frame.
+    "cma_3d": dict(backbone="tiny", image_size=112, num_segments=8, flow_length=1),
+    # Peng et al. 2018: ResNet-50 (Table II), L = 10; T = 8 frames is the library's choice.
+    "tclsta": dict(backbone="resnet50", image_size=224, num_segments=8, flow_length=10),
+    # Wang et al. 2017, Table 6 D: P = 3 paths of L = 10, one snippet; ResNet-50 (Tables 2, 7).
+    "stpn": dict(backbone="resnet50", image_size=224, num_segments=1, flow_length=10, num_paths=3),
+    # The RGB-only two-stream paper: ResNet-101, K = 3 segments, RGB + RGB differences.
+    "mpa_sal": dict(backbone="resnet101", image_size=224, num_segments=3, diff_length=5),
+}
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the same keras.ops graphs as on TensorFlow; building full-size twice costs CI minutes",
+)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_default_configuration_is_the_papers(name):
+    """Issue 19 item 7: every builder's default configuration, built as a user gets it."""
+    assert name in PAPER_DEFAULTS, f"MODELS[{name!r}] has no paper default in PAPER_DEFAULTS"
+    expected = PAPER_DEFAULTS[name]
+    kwargs = {"semantic_encoder": None} if name == "mpa_sal" else {}  # its training is tested
+    model = MODELS[name](101, **kwargs)
+    config = model.get_config()
+    for key in ("backbone", "image_size", "num_segments"):
+        assert config[key] == expected[key], (name, key, config[key])
+    data = model.data_config()
+    for key in ("image_size", "num_segments", "flow_length", "num_paths", "diff_length"):
+        if key in expected:
+            assert data[key] == expected[key], (name, key, data[key])
+    outputs = {"fused"} if name == "stpn" else {"spatial", "temporal", "fused"}
+    assert outputs <= set(model.output_names), (name, model.output_names)
+    for output in outputs:
+        assert tuple(model.output[output].shape) == (None, 101), (name, output)
+    for key, shape in model._input_shapes.items():
+        assert shape[1:3] == (expected["image_size"],) * 2, (name, key)
+    if name == "cma":
+        assert len(model.cma_layers("spatial")) == len(model.cma_layers("temporal")) == 5
+        assert all(n.startswith(("conv3", "conv4")) for n in model.cma_block_names)  # res3, res4
+    if name == "stpn":
+        assert config["fusion_dim"] == 4096 and config["attention"]  # Table 6 D

@@ -62,7 +62,7 @@ def test_default_positions_are_every_other_block_of_res3_and_res4():
     assert len(chosen) == 2 + 12
     model = tiny()
     assert model.cma_block_names == ["conv3_block1", "conv4_block1"]
-    assert [layer.name for layer in model.cma_layers("flow")] == [
+    assert [layer.name for layer in model.cma_layers("temporal")] == [
         "flow_cma_conv3_block1",
         "flow_cma_conv4_block1",
     ]
@@ -74,15 +74,19 @@ def test_fresh_model_is_two_independent_streams_until_the_blocks_are_active():
     x = inputs()
     other = {"rgb": inputs(seed=1)["rgb"], "flow": inputs(seed=2)["flow"]}
     base = predict(model, x)
-    np.testing.assert_array_equal(predict(model, {**x, "flow": other["flow"]})["rgb"], base["rgb"])
-    np.testing.assert_array_equal(predict(model, {**x, "rgb": other["rgb"]})["flow"], base["flow"])
+    np.testing.assert_array_equal(
+        predict(model, {**x, "flow": other["flow"]})["spatial"], base["spatial"]
+    )
+    np.testing.assert_array_equal(
+        predict(model, {**x, "rgb": other["rgb"]})["temporal"], base["temporal"]
+    )
     activate_cma_blocks(model)
     base = predict(model, x)
     assert not np.allclose(
-        predict(model, {**x, "flow": other["flow"]})["rgb"], base["rgb"], atol=1e-4
+        predict(model, {**x, "flow": other["flow"]})["spatial"], base["spatial"], atol=1e-4
     )
     assert not np.allclose(
-        predict(model, {**x, "rgb": other["rgb"]})["flow"], base["flow"], atol=1e-4
+        predict(model, {**x, "rgb": other["rgb"]})["temporal"], base["temporal"], atol=1e-4
     )
 
 
@@ -112,13 +116,13 @@ def test_segments_share_weights_and_average_logits_eq6():
     per_segment = [
         heads.predict({k: v[:, s : s + 1] for k, v in x.items()}, verbose=0) for s in range(3)
     ]
-    for branch in ("rgb", "flow"):
+    for branch, output in (("rgb", "spatial"), ("flow", "temporal")):
         logits = np.mean([p[branch] for p in per_segment], axis=0)
         expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-        np.testing.assert_allclose(out[branch], expected, atol=1e-5)
+        np.testing.assert_allclose(out[output], expected, atol=1e-5)
     # Shuffling the flow segments alone re-pairs RGB and flow snippets: the RGB output changes.
     shuffled = {**x, "flow": x["flow"][:, ::-1]}
-    assert not np.allclose(predict(model, shuffled)["rgb"], out["rgb"], atol=1e-5)
+    assert not np.allclose(predict(model, shuffled)["spatial"], out["spatial"], atol=1e-5)
 
 
 def test_fused_is_the_weighted_sum_of_the_branch_probabilities():
@@ -127,11 +131,11 @@ def test_fused_is_the_weighted_sum_of_the_branch_probabilities():
     x = inputs()
     out = predict(model, x)
     np.testing.assert_allclose(
-        out["fused"], (5 * out["rgb"] + out["flow"]) / 6, atol=1e-6
+        out["fused"], (5 * out["spatial"] + out["temporal"]) / 6, atol=1e-6
     )  # Sect. 5.2
-    model.set_fusion_weights(model.fusion_weights_for("flow"))
+    model.set_fusion_weights(model.fusion_weights_for("temporal"))
     out = predict(model, x)
-    np.testing.assert_allclose(out["fused"], (out["rgb"] + 5 * out["flow"]) / 6, atol=1e-6)
+    np.testing.assert_allclose(out["fused"], (out["spatial"] + 5 * out["temporal"]) / 6, atol=1e-6)
 
 
 def _cma_params(channels):
@@ -157,13 +161,13 @@ def test_parameters_are_two_backbones_heads_and_the_cma_blocks():
 
 def test_branches_partition_the_variables():
     model = tiny(non_local=True)
-    rgb = {id(v) for v in model.branch_variables("rgb", trainable_only=False)}
-    flow = {id(v) for v in model.branch_variables("flow", trainable_only=False)}
+    rgb = {id(v) for v in model.branch_variables("spatial", trainable_only=False)}
+    flow = {id(v) for v in model.branch_variables("temporal", trainable_only=False)}
     fusion = {id(v) for v in model.get_layer("fused").weights}
     assert not rgb & flow
     assert rgb | flow | fusion == {id(v) for v in model.variables}  # seed generators included
     assert {id(v) for v in model.trainable_variables} == {
-        id(v) for b in ("rgb", "flow") for v in model.branch_variables(b)
+        id(v) for b in ("spatial", "temporal") for v in model.branch_variables(b)
     }
 
 
@@ -201,9 +205,11 @@ def test_cma_3d_one_block_after_res4():
         "flow": rng.randn(2, 4, 32, 32, 2).astype("float32"),
     }
     other = {**x, "flow": rng.randn(2, 4, 32, 32, 2).astype("float32")}
-    np.testing.assert_array_equal(predict(model, x)["rgb"], predict(model, other)["rgb"])
+    np.testing.assert_array_equal(predict(model, x)["spatial"], predict(model, other)["spatial"])
     activate_cma_blocks(model)
-    assert not np.allclose(predict(model, x)["rgb"], predict(model, other)["rgb"], atol=1e-5)
+    assert not np.allclose(
+        predict(model, x)["spatial"], predict(model, other)["spatial"], atol=1e-5
+    )
     # Training "the CMA block and all layers behind it": everything up to res4 frozen.
     partial = build_cma_3d(CLASSES, num_segments=4, image_size=32, train_from_cma=True)
     trainable = {layer.name for layer in partial.layers if layer.trainable_weights}
@@ -284,7 +290,7 @@ def test_non_local_baseline_of_table4():
     assert sorted(attention) == sorted(
         f"{branch}_nonlocal_{block}" for block in cma.cma_block_names for branch in ("rgb", "flow")
     )
-    assert model.cma_layers("rgb") == [] and model.cma_layers("flow") == []
+    assert model.cma_layers("spatial") == [] and model.cma_layers("temporal") == []
     # A fresh non-local block is an identity (zero-initialised output scale): the model equals
     # the plain two-stream ResNet (no attention blocks at all) with the same backbone weights.
     plain = CMA(
@@ -302,9 +308,11 @@ def test_non_local_baseline_of_table4():
     activate_cma_blocks(model)
     activate_cma_blocks(cma, seed=1)
     changed = {**x, "flow": x["flow"] + 1.0}
-    np.testing.assert_allclose(predict(model, changed)["rgb"], predict(model, x)["rgb"], atol=1e-6)
-    assert not np.allclose(predict(cma, changed)["rgb"], predict(cma, x)["rgb"], atol=1e-6)
-    assert not np.allclose(predict(model, x)["rgb"], predict(plain, x)["rgb"], atol=1e-4)
+    np.testing.assert_allclose(
+        predict(model, changed)["spatial"], predict(model, x)["spatial"], atol=1e-6
+    )
+    assert not np.allclose(predict(cma, changed)["spatial"], predict(cma, x)["spatial"], atol=1e-6)
+    assert not np.allclose(predict(model, x)["spatial"], predict(plain, x)["spatial"], atol=1e-4)
     assert model.fusion_weights == (1.0, 1.0)
     with pytest.raises(ValueError, match="non_local"):
         tiny(non_local="flow")

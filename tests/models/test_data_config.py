@@ -21,7 +21,7 @@ SMALL = {
     "cma_3d": dict(image_size=32, num_segments=4),
     "tclsta": dict(backbone="tiny", image_size=32, num_segments=2, flow_length=3),
     "stpn": dict(backbone="tiny", image_size=32, flow_length=3, num_paths=2, fusion_dim=64),
-    "mpa_sal": dict(backbone="tiny", image_size=32, num_segments=2, stream="two_stream"),
+    "mpa_sal": dict(backbone="tiny", image_size=32, num_segments=2),
 }
 
 

@@ -17,7 +17,7 @@ TF_ONLY = pytest.mark.skipif(
 SIZE, K, D, CLASSES, DIM, BATCH = 32, 2, 2, 3, 8, 4
 
 
-def make_model(stream="spatial", **kwargs):
+def make_model(streams=("spatial",), **kwargs):
     kwargs = {
         "backbone": "tiny",
         "image_size": SIZE,
@@ -26,12 +26,11 @@ def make_model(stream="spatial", **kwargs):
         "semantic_dim": DIM,
         "discriminator_units": (8,),
         "mpa_scales": (1, 2),
-        "spatial_dropout": 0.0,
-        "temporal_dropout": 0.0,
+        "dropout": 0.0,
         "semantic_encoder": None,
         **kwargs,
     }
-    return build_mpa_sal(CLASSES, stream=stream, **kwargs)
+    return build_mpa_sal(CLASSES, streams=streams, **kwargs)
 
 
 def make_data(streams=("spatial",), n=BATCH, seed=0):
@@ -196,10 +195,11 @@ def test_building_trains_nothing_and_build_mpa_sal_trains_the_encoder():
 
 def test_bad_arguments_name_what_was_expected():
     for kwargs, match in (
-        (dict(stream="audio"), "stream"),
+        (dict(streams=("audio",)), "streams"),
         (dict(num_segments=0), "num_segments"),
         (dict(use_mpa="yes"), "use_mpa"),
-        (dict(spatial_dropout=1.0), "spatial_dropout"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(dropout=(0.5, 0.5, 0.5)), "dropout"),
         (dict(adversarial_weight=-1.0), "adversarial_weight"),
         (dict(consensus="median"), "consensus"),
     ):
@@ -289,7 +289,7 @@ def test_each_phase_updates_only_its_part_bit_for_bit():
 
 @TF_ONLY
 def test_fit_runs_algorithm1_with_finite_losses_and_a_frozen_encoder():
-    model = make_model(stream="temporal", spatial_dropout=0.5, temporal_dropout=0.5)
+    model = make_model(streams=("temporal",), dropout=0.5)
     model.compile(steps_per_epoch=2)
     assert model.gradient_clip_norms == {"temporal": 40.0}  # the paper's temporal clipping
     encoder = values(model.semantic_encoder.weights)
@@ -382,9 +382,9 @@ def test_two_replicas_match_one_device():
             np.testing.assert_allclose(values([vb])[0][0], np.asarray(va), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("stream", ["spatial", "temporal", "two_stream"])
-def test_variants_fit_round_trip_and_export_the_inference_path(stream, tmp_path):
-    model = make_model(stream=stream)
+@pytest.mark.parametrize("streams", [("spatial",), ("temporal",), ("spatial", "temporal")])
+def test_variants_fit_round_trip_and_export_the_inference_path(streams, tmp_path):
+    model = make_model(streams=streams)
     streams = model.streams
     x, y = make_data(streams)
     if BACKEND == "tensorflow":
@@ -396,9 +396,7 @@ def test_variants_fit_round_trip_and_export_the_inference_path(stream, tmp_path)
         with pytest.raises(NotImplementedError, match="TensorFlow"):
             model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
     out = model.predict(x, verbose=0)
-    assert sorted(out) == sorted(
-        ["spatial", "temporal", "fused"] if stream == "two_stream" else [stream]
-    )
+    assert sorted(out) == sorted([*streams, "fused"] if len(streams) == 2 else streams)
     for value in out.values():
         np.testing.assert_allclose(value.sum(-1), 1.0, atol=1e-5)
 

@@ -119,20 +119,23 @@ def test_each_iteration_freezes_the_other_branch_bit_for_bit():
         callbacks=[schedule, recorder],
     )
     # Iteration 1 (epochs 0-1) trains RGB, iteration 2 (epochs 2-3) trains Flow.
-    check_phase(recorder.states[0], recorder.states[2], trained="rgb", frozen="flow")
-    check_phase(recorder.states[2], recorder.states[4], trained="flow", frozen="rgb")
+    check_phase(recorder.states[0], recorder.states[2], trained="spatial", frozen="temporal")
+    check_phase(recorder.states[2], recorder.states[4], trained="temporal", frozen="spatial")
     assert recorder.fusion == [[5.0, 1.0], [5.0, 1.0], [1.0, 5.0], [1.0, 5.0]]  # Sect. 5.2
     # Sect. 4.4: the learning rate (decayed at every epoch end here) is reset when an iteration
     # starts, and so is the optimizer's state (momentum, iteration count); not in between.
     np.testing.assert_allclose(recorder.lr_at_begin, [0.01, 0.001, 0.01, 0.001], rtol=1e-6)
     assert recorder.slots_zero_at_begin == [True, False, True, False]
-    assert model.training_branch == "flow" and (schedule.iteration, schedule.branch) == (2, "flow")
+    assert model.training_branch == "temporal" and (schedule.iteration, schedule.branch) == (
+        2,
+        "temporal",
+    )
     assert [schedule.iteration_for_epoch(e) for e in range(5)] == [
-        (1, "rgb"),
-        (1, "rgb"),
-        (2, "flow"),
-        (2, "flow"),
-        (3, "rgb"),
+        (1, "spatial"),
+        (1, "spatial"),
+        (2, "temporal"),
+        (2, "temporal"),
+        (3, "spatial"),
     ]
 
 
@@ -150,9 +153,11 @@ def test_freezing_holds_under_mirrored_strategy_with_two_replicas():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)  # 2 samples per replica
     recorder = Recorder()
     model.fit(dataset, epochs=2, verbose=0, callbacks=[AlternatingSchedule(1, verbose=0), recorder])
-    assert all(len(values) == 2 for values in recorder.states[0]["rgb"].values())  # two replicas
-    check_phase(recorder.states[0], recorder.states[1], trained="rgb", frozen="flow")
-    check_phase(recorder.states[1], recorder.states[2], trained="flow", frozen="rgb")
+    assert all(
+        len(values) == 2 for values in recorder.states[0]["spatial"].values()
+    )  # two replicas
+    check_phase(recorder.states[0], recorder.states[1], trained="spatial", frozen="temporal")
+    check_phase(recorder.states[1], recorder.states[2], trained="temporal", frozen="spatial")
 
 
 @pytest.mark.skipif(
@@ -170,14 +175,14 @@ def test_the_update_follows_the_loss_of_the_trained_branch():
 
     def rgb_update(flow_labels):
         model.set_weights(initial)
-        model.train_on_batch(x, {"rgb": y, "flow": flow_labels, "fused": y})
-        return [keras.ops.convert_to_numpy(v) for v in model.branch_variables("rgb")]
+        model.train_on_batch(x, {"spatial": y, "temporal": flow_labels, "fused": y})
+        return [keras.ops.convert_to_numpy(v) for v in model.branch_variables("spatial")]
 
-    for branch in (None, "rgb"):
+    for branch in (None, "spatial"):
         model.set_training_branch(branch)
         a, b = rgb_update(y), rgb_update((y + 1) % CLASSES)
         same = all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
-        assert same == (branch == "rgb"), branch
+        assert same == (branch == "spatial"), branch
 
 
 def test_reset_optimizer_state_keeps_the_learning_rate():
@@ -201,12 +206,12 @@ def test_errors_name_the_problem():
         AlternatingSchedule(0)
     with pytest.raises(ValueError, match="fusion_ratio"):
         AlternatingSchedule(1, fusion_ratio=0)
-    schedule = AlternatingSchedule(1, branches=["rgb", "audio"])
+    schedule = AlternatingSchedule(1, branches=["spatial", "audio"])
     schedule.set_model(model)
     with pytest.raises(ValueError, match="'audio'"):
         schedule.iteration_for_epoch(0)
     x, y = make_data()
-    plain = keras.Model(model.inputs, model.get_layer("rgb_probabilities").output)
+    plain = keras.Model(model.inputs, model.get_layer("spatial").output)
     plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match="AlternatingTrainingMixin"):
         plain.fit(x, y, epochs=1, verbose=0, callbacks=[AlternatingSchedule(1)])
@@ -327,12 +332,12 @@ def test_the_trained_branch_gradient_flows_through_the_frozen_branch():
     x, y = make_data()
     model = make_model(dropout=0.0)
     model.compile(optimizer=keras.optimizers.SGD(1.0), jit_compile=False)
-    model.set_training_branch("rgb")
+    model.set_training_branch("spatial")
     before = snapshot(model)
-    variables = model.branch_variables("rgb")
+    variables = model.branch_variables("spatial")
     weights = [keras.ops.convert_to_numpy(v) for v in variables]
-    reference = _reference_gradients(_frozen_copy(model, "rgb"), x, y, "rgb")
-    old = _reference_gradients(_frozen_copy(model, "rgb"), x, y, "rgb", cut=True)
+    reference = _reference_gradients(_frozen_copy(model, "spatial"), x, y, "spatial")
+    old = _reference_gradients(_frozen_copy(model, "spatial"), x, y, "spatial", cut=True)
     model.train_on_batch(x, y)
     used = [w - keras.ops.convert_to_numpy(v) for w, v in zip(weights, variables, strict=True)]
     # float32 noise of two differently ordered backward passes: measured at most 3.4e-6.
@@ -346,10 +351,10 @@ def test_the_trained_branch_gradient_flows_through_the_frozen_branch():
     assert max(errors) < 1e-5, [v.path for v, e in zip(variables, errors, strict=True) if e >= 1e-5]
     assert differ  # the path through the frozen branch matters: the old gradient was wrong
     after = snapshot(model)
-    for key, values in before["flow"].items():  # weights and BN statistics, bit for bit
-        assert all(np.array_equal(a, b) for a, b in zip(values, after["flow"][key], strict=True)), (
-            key
-        )
+    for key, values in before["temporal"].items():  # weights and BN statistics, bit for bit
+        assert all(
+            np.array_equal(a, b) for a, b in zip(values, after["temporal"][key], strict=True)
+        ), key
 
 
 def test_a_phase_trains_as_if_the_frozen_variables_were_simply_not_updated():
@@ -358,18 +363,18 @@ def test_a_phase_trains_as_if_the_frozen_variables_were_simply_not_updated():
     updates only the RGB variables; the Flow branch stays bit-for-bit as it was."""
     model = make_model(dropout=0.0)
     model.compile(jit_compile=False)  # CoupledSGD(0.01, momentum 0.9, weight decay 5e-4)
-    copy = _frozen_copy(model, "rgb")
+    copy = _frozen_copy(model, "spatial")
     optimizer = model.default_optimizer()
-    optimizer.build(copy.branch_variables("rgb"))
-    model.set_training_branch("rgb")
+    optimizer.build(copy.branch_variables("spatial"))
+    model.set_training_branch("spatial")
     before = snapshot(model)
     for step in range(2):
         x, y = make_data(seed=step)
         model.train_on_batch(x, y)
-        gradients = _reference_gradients(copy, x, y, "rgb")
-        optimizer.apply(gradients, copy.branch_variables("rgb"))
-    ours = model.branch_variables("rgb", trainable_only=False)
-    theirs = copy.branch_variables("rgb", trainable_only=False)
+        gradients = _reference_gradients(copy, x, y, "spatial")
+        optimizer.apply(gradients, copy.branch_variables("spatial"))
+    ours = model.branch_variables("spatial", trainable_only=False)
+    theirs = copy.branch_variables("spatial", trainable_only=False)
     for a, b in zip(ours, theirs, strict=True):
         if "seed_generator" not in a.path:
             np.testing.assert_allclose(
@@ -379,25 +384,25 @@ def test_a_phase_trains_as_if_the_frozen_variables_were_simply_not_updated():
                 err_msg=a.path,
             )
     after = snapshot(model)
-    for key, values in before["flow"].items():
-        assert all(np.array_equal(a, b) for a, b in zip(values, after["flow"][key], strict=True)), (
-            key
-        )
+    for key, values in before["temporal"].items():
+        assert all(
+            np.array_equal(a, b) for a, b in zip(values, after["temporal"][key], strict=True)
+        ), key
 
 
 def test_flow_pretraining_comes_before_iteration_1():
     """CMA Sect. 4.3 (issue 15 item 8): the Flow branch is trained first, alone, then the
     iterations alternate from RGB; the pre-training keeps the Flow CMA blocks frozen."""
     model = make_model()
-    schedule = AlternatingSchedule(2, pretrain_branch="flow", pretrain_epochs=1, verbose=0)
+    schedule = AlternatingSchedule(2, pretrain_branch="temporal", pretrain_epochs=1, verbose=0)
     schedule.set_model(model)
     assert [schedule.iteration_for_epoch(e) for e in range(6)] == [
-        (0, "flow"),
-        (1, "rgb"),
-        (1, "rgb"),
-        (2, "flow"),
-        (2, "flow"),
-        (3, "rgb"),
+        (0, "temporal"),
+        (1, "spatial"),
+        (1, "spatial"),
+        (2, "temporal"),
+        (2, "temporal"),
+        (3, "spatial"),
     ]
     assert [schedule._starts_iteration(e) for e in range(6)] == [True, True, False, True] + [
         False,
@@ -406,17 +411,17 @@ def test_flow_pretraining_comes_before_iteration_1():
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     schedule.on_train_begin()
     schedule.on_epoch_begin(0)
-    assert (model.training_branch, model.training_cross_layers) == ("flow", False)
-    cma = {id(v) for layer in model.cma_layers("flow") for v in layer.variables}
-    assert {id(layer) for layer in model.cross_layers("flow")} == {
-        id(layer) for layer in model.cma_layers("flow")
+    assert (model.training_branch, model.training_cross_layers) == ("temporal", False)
+    cma = {id(v) for layer in model.cma_layers("temporal") for v in layer.variables}
+    assert {id(layer) for layer in model.cross_layers("temporal")} == {
+        id(layer) for layer in model.cma_layers("temporal")
     }
     trained = model._phase_variables()
     assert trained and not cma & {id(v) for v in trained}
-    assert {id(v) for v in trained} == {id(v) for v in model.branch_variables("flow")} - cma
+    assert {id(v) for v in trained} == {id(v) for v in model.branch_variables("temporal")} - cma
     schedule.on_epoch_begin(1)
-    assert (model.training_branch, model.training_cross_layers) == ("rgb", True)
+    assert (model.training_branch, model.training_cross_layers) == ("spatial", True)
     with pytest.raises(ValueError, match="pretrain_epochs"):
-        AlternatingSchedule(1, pretrain_branch="flow")
+        AlternatingSchedule(1, pretrain_branch="temporal")
     with pytest.raises(ValueError, match="with_cross_layers"):
-        model.set_training_branch("rgb", with_cross_layers="no")
+        model.set_training_branch("spatial", with_cross_layers="no")

@@ -46,8 +46,7 @@ CASES = {
             image_size=32,
             num_segments=2,
             flow_length=2,
-            spatial_dropout=0.0,
-            temporal_dropout=0.0,
+            dropout=0.0,
         ),
         {"rgb": (2, 32, 32, 3), "flow": (2, 32, 32, 4)},
         [None],
@@ -76,7 +75,7 @@ CASES = {
     "cma": (
         dict(backbone="tiny", image_size=32, num_segments=2, flow_length=2, dropout=0.0),
         {"rgb": (2, 32, 32, 3), "flow": (2, 32, 32, 4)},
-        [None, "flow"],
+        [None, "temporal"],
         True,
     ),
     "tclsta": (
@@ -97,7 +96,7 @@ CASES = {
     "cma_3d": (
         dict(num_segments=2, image_size=32, dropout=0.0),
         {"rgb": (2, 32, 32, 3), "flow": (2, 32, 32, 2)},
-        ["rgb"],
+        ["spatial"],
         False,
     ),
 }

@@ -90,7 +90,7 @@ def test_every_model_trains_a_step(name, policy):
     if policy == "mixed_float16":
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     if hasattr(model, "set_training_branch"):
-        model.set_training_branch("rgb")  # the custom branch-by-branch step
+        model.set_training_branch("spatial")  # the custom branch-by-branch step
     x, y = _data(shapes)
     before = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
     # float16: the dynamic loss scale starts at 2^15, and a step whose scaled gradients overflow
@@ -138,8 +138,8 @@ def test_alternating_step_scales_and_unscales_the_loss():
         if policy == "mixed_float16":  # a fixed scale small enough not to overflow on this batch
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0**10)
         model.compile(optimizer=optimizer, run_eagerly=True)
-        model.set_training_branch("rgb")
-        variables = model.branch_variables("rgb")
+        model.set_training_branch("spatial")
+        variables = model.branch_variables("spatial")
         before = [keras.ops.convert_to_numpy(v) for v in variables]
         model.fit(x, y, batch_size=2, epochs=1, verbose=0)
         updates[policy] = np.concatenate(
