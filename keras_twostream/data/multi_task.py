@@ -250,10 +250,10 @@ def make_multi_task_dataset(
         model_tasks = _model_tasks(data_config, config)
         merge_data_config(_NAME, _PARAMETERS, given, config)
         names = config.get("class_names") if isinstance(config.get("class_names"), dict) else None
-        if model_tasks is None:
+        if model_tasks is None and num_classes is None:
             raise ValueError(
                 f"{_NAME}: data_config names no tasks; pass the multi-task model itself, "
-                "or a data config whose class_names is a dict task -> names"
+                "a data config whose class_names is a dict task -> names, or num_classes"
             )
     counts = _check_num_classes(num_classes, tasks, model_tasks)
     args = {**_PARAMETERS, **given}
