@@ -115,8 +115,8 @@ def add_arguments(parser):
         action="append",
         metavar="ARG",
         help="NAME FRAMES [ANNOTATIONS]: also train a softmax head for another dataset, on every "
-        "video its annotations list (FRAMES/rawframes.txt without ANNOTATIONS; --split and "
-        "--format apply), e.g. --extra-task ucf101 ucf101_frames ucfTrainTestlist (repeatable); "
+        "video its annotations list for --split (FRAMES/rawframes.txt without ANNOTATIONS; the "
+        "format is detected), e.g. --extra-task ucf101 ucf101_frames ucfTrainTestlist (repeatable); "
         "DATA stays the primary task: validation, best.keras and evaluate use it",
     )
     group.add_argument(
@@ -667,7 +667,7 @@ def build_and_compile(builder, kwargs, make_optimizer_fn, strategy=None, init_fr
 def _copy_weights(path, model, num_classes):
     source, path = common.load_model(path)
     theirs = common.num_classes_of(source)
-    if isinstance(num_classes, dict):  # multi-task: the primary task's (the heads are checked below)
+    if isinstance(num_classes, dict):  # multi-task: the primary task's (heads are checked below)
         num_classes = next(iter(num_classes.values()))
     if theirs != num_classes:
         raise UserError(
@@ -989,7 +989,7 @@ def _split_tables(table, args, source):
     return train.iloc[np.sort(order[count:])], train.iloc[np.sort(order[:count])]
 
 
-def _extra_tasks(args, model, source_table, args_format):
+def _extra_tasks(args, model, source_table):
     """The `--extra-task` datasets: `[(task, frames, table, classes, source)]`, and the
     primary task's name (`--task`); `([], None)` for a one-task run."""
     items = getattr(args, "extra_task", None) or []
@@ -1009,6 +1009,8 @@ def _extra_tasks(args, model, source_table, args_format):
     if primary is None:
         fmt = source_table.attrs.get("format")
         primary = fmt if fmt in ("ucf101", "hmdb51") else "main"
+    if not primary.isidentifier():
+        raise UserError(f"argument --task: expected an identifier, got {primary!r}")
     names = [primary]
     tasks = []
     for item in items:
@@ -1035,15 +1037,13 @@ def _extra_tasks(args, model, source_table, args_format):
             short_side=args.short_side,
             workers=args.workers,
         )
-        table, classes, source = common.load_table(frames, annotations, args.split, args_format)
+        table, classes, source = common.load_table(frames, annotations, args.split)
         # Every video the annotations list: the paper adds "the full HMDB-51 data (all splits
         # combined)" to UCF-101 training (Sect. 6); its test videos are another dataset's.
         table = common.check_missing(table, frames, source, COMMAND, skip=args.skip_missing)
         if len(classes) < 2:
             raise UserError(f"{source}: {len(classes)} class; classification needs at least 2")
         tasks.append((task, frames, table, classes, source))
-    if not primary.isidentifier():
-        raise UserError(f"argument --task: expected an identifier, got {primary!r}")
     return tasks, primary
 
 
@@ -1151,7 +1151,7 @@ def run(args):
     if num_classes < 2:
         raise UserError(f"{source}: {num_classes} class; classification needs at least 2")
     # Multi-task learning (two-stream paper, Sect. 4): one softmax head per dataset.
-    extra_tasks, primary_task = _extra_tasks(args, name, table, args.format)
+    extra_tasks, primary_task = _extra_tasks(args, name, table)
     if extra_tasks:
         num_classes = {primary_task: len(classes), **{t[0]: len(t[3]) for t in extra_tasks}}
     train_videos = len(train_table) + sum(len(t[2]) for t in extra_tasks)
@@ -1269,9 +1269,11 @@ def run(args):
         if extra_tasks:
             # Validation videos are the primary task's: -1 (no loss, no accuracy) elsewhere.
             others = [t[0] for t in extra_tasks]
-            val_ds = val_ds.map(
-                lambda x, y: (x, {primary_task: y, **{t: tf.fill(tf.shape(y), -1) for t in others}})
-            )
+
+            def per_task(x, y):
+                return x, {primary_task: y, **{t: tf.fill(tf.shape(y), -1) for t in others}}
+
+            val_ds = val_ds.map(per_task)
 
     # === Outputs ===
     output.mkdir(parents=True, exist_ok=True)

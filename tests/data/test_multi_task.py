@@ -86,10 +86,8 @@ def test_class_uniform_sampling_draws_classes_uniformly(tests_data):
 def test_multi_task_labels_are_the_own_task_label_and_minus_one(folders):
     sources = sources_of(folders)
     # The reference input of each video: the same centre view, one video at a time.
-    reference = [
-        next(iter(make_dataset(pd.DataFrame({"path": [f], "label": [0]}), training=False, **SMALL)))[0]
-        for f in folders
-    ]
+    one = [pd.DataFrame({"path": [f], "label": [0]}) for f in folders]
+    reference = [next(iter(make_dataset(t, training=False, **SMALL)))[0] for t in one]
     expected = {
         i: {"a": a, "b": b}
         for i, (a, b) in enumerate([(0, -1), (2, -1), (1, -1), (2, -1), (-1, 3), (-1, 0), (-1, 3)])
