@@ -50,7 +50,8 @@ with `on_error="skip"` the video or sample is left out, logged on the
 `keras_twostream.data` logger and recorded in `dataset.dataset_errors`.
 
 What lives where: this module holds the builders (`make_dataset`, `make_test_dataset`)
-and the argument handling they share (`_common_args`). The parts they are built from:
+and the argument handling they share (`_common_args`, and `_clip_dataset`, the training
+batches that `keras_twostream.data.multi_task.make_multi_task_dataset` builds on too). The parts they are built from:
 `keras_twostream.data.modalities` (the modality table and option vocabularies),
 `.table` (the annotation table and labels), `.folders` (the up-front check, through the
 frame-folder validator `keras_twostream.data.frames.inspect_frame_folder`),
