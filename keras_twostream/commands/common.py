@@ -202,6 +202,10 @@ def num_classes_of(model):
 def score_outputs(model):
     """`[(name, num_classes)]` of the outputs that are class scores `(batch, classes)`.
 
+    For a multi-task model (`TwoStream(num_classes={...})`, two-stream paper Sect. 4), the
+    primary (first) task's outputs only: the commands score one dataset, whose classes are
+    the primary task's (`evaluate`, `predict`, `fuse` and `export` on a multi-task run).
+
     Example:
 
     >>> from keras_twostream import build_two_stream
@@ -215,6 +219,11 @@ def score_outputs(model):
         tensors = model.outputs
         outputs = dict(zip(names, tensors, strict=False))
     found = [(name, int(t.shape[-1])) for name, t in outputs.items() if len(t.shape) == 2]
+    label_map = getattr(model, "_label_map", None) or {}  # output -> task (VideoClassifier)
+    tasks = model.get_config().get("num_classes") if hasattr(model, "get_config") else None
+    if isinstance(tasks, dict) and len(tasks) > 1:
+        primary = next(iter(tasks))
+        found = [(name, n) for name, n in found if label_map.get(name, primary) == primary]
     if not found:
         raise UserError(f"{model.name}: the model has no class-score output (batch, classes)")
     return found

@@ -97,7 +97,34 @@ def add_arguments(parser):
     )
     group.add_argument("--short-side", type=int, default=256, help="frame short side for videos")
     group.add_argument("--workers", type=int, default=1, help="extraction processes for videos")
+    group.add_argument(
+        "--video-sampling",
+        choices=["shuffle", "class_uniform"],
+        default="shuffle",
+        help="which videos an epoch holds: every video once, shuffled (default), or videos drawn "
+        "uniformly across the classes, as the two-stream paper samples them (Sect. 5); an epoch "
+        "is as many samples either way",
+    )
     common.add_on_error_argument(group)
+    group = parser.add_argument_group(
+        "multi-task learning (two_stream only; two-stream paper, Sect. 4, docs/cli.md)"
+    )
+    group.add_argument(
+        "--extra-task",
+        nargs="+",
+        action="append",
+        metavar="ARG",
+        help="NAME FRAMES [ANNOTATIONS]: also train a softmax head for another dataset, on every "
+        "video its annotations list for --split (FRAMES/rawframes.txt without ANNOTATIONS; the "
+        "format is detected), e.g. --extra-task ucf101 ucf101_frames ucfTrainTestlist (repeatable); "
+        "DATA stays the primary task: validation, best.keras and evaluate use it",
+    )
+    group.add_argument(
+        "--task",
+        metavar="NAME",
+        help="the name of DATA's task (its outputs keep the plain names) in a multi-task run "
+        "(default: the annotation format, ucf101 or hmdb51, else 'main')",
+    )
     group = parser.add_argument_group("model (defaults: the model's paper)")
     group.add_argument(
         "--stream",
@@ -633,6 +660,8 @@ def build_and_compile(builder, kwargs, make_optimizer_fn, strategy=None, init_fr
 def _copy_weights(path, model, num_classes):
     source, path = common.load_model(path)
     theirs = common.num_classes_of(source)
+    if isinstance(num_classes, dict):  # multi-task: the primary task's (heads are checked below)
+        num_classes = next(iter(num_classes.values()))
     if theirs != num_classes:
         raise UserError(
             f"{path} predicts {theirs} classes but the data has {num_classes}; "
@@ -953,6 +982,64 @@ def _split_tables(table, args, source):
     return train.iloc[np.sort(order[count:])], train.iloc[np.sort(order[:count])]
 
 
+def _extra_tasks(args, model, source_table):
+    """The `--extra-task` datasets: `[(task, frames, table, classes, source)]`, and the
+    primary task's name (`--task`); `([], None)` for a one-task run."""
+    items = getattr(args, "extra_task", None) or []
+    primary = getattr(args, "task", None)
+    if not items:
+        if primary is not None:
+            raise UserError(
+                "argument --task: names DATA's task in a multi-task run; give the other "
+                "datasets with --extra-task NAME FRAMES [ANNOTATIONS]"
+            )
+        return [], None
+    if model != "two_stream":
+        raise UserError(
+            f"argument --extra-task: applies to --model two_stream only (the two-stream paper's "
+            f"multi-task learning, Sect. 4: one softmax head per dataset); {model} has one head"
+        )
+    if primary is None:
+        fmt = source_table.attrs.get("format")
+        primary = fmt if fmt in ("ucf101", "hmdb51") else "main"
+    if not primary.isidentifier():
+        raise UserError(f"argument --task: expected an identifier, got {primary!r}")
+    names = [primary]
+    tasks = []
+    for item in items:
+        if not 2 <= len(item) <= 3:
+            raise UserError(
+                f"argument --extra-task: expected NAME FRAMES [ANNOTATIONS], got {' '.join(item)!r}"
+            )
+        task, data, annotations = item[0], item[1], item[2] if len(item) == 3 else None
+        if not task.isidentifier():
+            raise UserError(
+                "argument --extra-task: the task name must be an identifier (it names the "
+                f"model's outputs, e.g. temporal_ucf101); got {task!r}"
+            )
+        if task in names:
+            raise UserError(
+                f"argument --extra-task: task {task!r} is given twice (DATA's task is "
+                f"{primary!r}; rename it with --task)"
+            )
+        names.append(task)
+        frames = common.resolve_data(
+            data,
+            COMMAND,
+            flow=args.flow,
+            short_side=args.short_side,
+            workers=args.workers,
+        )
+        table, classes, source = common.load_table(frames, annotations, args.split)
+        # Every video the annotations list: the paper adds "the full HMDB-51 data (all splits
+        # combined)" to UCF-101 training (Sect. 6); its test videos are another dataset's.
+        table = common.check_missing(table, frames, source, COMMAND, skip=args.skip_missing)
+        if len(classes) < 2:
+            raise UserError(f"{source}: {len(classes)} class; classification needs at least 2")
+        tasks.append((task, frames, table, classes, source))
+    return tasks, primary
+
+
 def _rgb_normalization(settings, model):
     # keras.applications' ImageNet ResNet and VGG weights expect Caffe preprocessing;
     # PyTorch checkpoints (torchvision, MMAction2) the ImageNet mean/std ("torch").
@@ -1056,12 +1143,17 @@ def run(args):
     num_classes = len(classes)
     if num_classes < 2:
         raise UserError(f"{source}: {num_classes} class; classification needs at least 2")
+    # Multi-task learning (two-stream paper, Sect. 4): one softmax head per dataset.
+    extra_tasks, primary_task = _extra_tasks(args, name, table)
+    if extra_tasks:
+        num_classes = {primary_task: len(classes), **{t[0]: len(t[3]) for t in extra_tasks}}
+    train_videos = len(train_table) + sum(len(t[2]) for t in extra_tasks)
 
     # === Model ===
     accumulate = settings.get("accumulate", 1)
     batch_size = settings["batch_size"] // accumulate  # the micro-batch the pipeline serves
     # Schedules count optimizer updates: N micro-batches make one (--accumulate N).
-    steps_per_epoch = max(1, math.ceil(len(train_table) / batch_size) // accumulate)
+    steps_per_epoch = max(1, math.ceil(train_videos / batch_size) // accumulate)
     epochs = settings.get("epochs") or max(1, math.ceil(settings["iterations"] / steps_per_epoch))
     if not settings.get("epochs"):
         common.say(
@@ -1117,7 +1209,11 @@ def run(args):
             if settings["flow_normalization"] == "bound" and "flow" in spec.modalities
             else None
         ),
-        class_names=list(classes) if isinstance(num_classes, int) else None,
+        class_names=(
+            list(classes)
+            if isinstance(num_classes, int)
+            else {primary_task: list(classes), **{t[0]: list(t[3]) for t in extra_tasks}}
+        ),
     )
     config = model.data_config()
     data_settings = {
@@ -1140,17 +1236,37 @@ def run(args):
 
     errors = DatasetErrors()  # --on-error skip: every sample left out, train and validation
     pipeline_args.update(on_error=args.on_error, errors=errors)
-    train_ds = make_dataset(
-        train_table,
+    training_args = dict(
         training=True,
         batch_size=batch_size,
         seed=args.seed,
         augmentation=settings.get("augmentation", "tsn"),
-        **pipeline_args,
+        video_sampling=args.video_sampling,
     )
+    import tensorflow as tf
+
+    if extra_tasks:
+        from keras_twostream.data import make_multi_task_dataset
+
+        train_ds = make_multi_task_dataset(
+            {primary_task: train_table, **{t[0]: t[2] for t in extra_tasks}},
+            **training_args,
+            **pipeline_args,
+        )
+    else:
+        train_ds = make_dataset(train_table, **training_args, **pipeline_args)
     val_ds = None
     if val_table is not None:
-        val_ds = make_dataset(val_table, training=False, batch_size=batch_size, **pipeline_args)
+        val_args = {**pipeline_args, "num_classes": len(classes)}
+        val_ds = make_dataset(val_table, training=False, batch_size=batch_size, **val_args)
+        if extra_tasks:
+            # Validation videos are the primary task's: -1 (no loss, no accuracy) elsewhere.
+            others = [t[0] for t in extra_tasks]
+
+            def per_task(x, y):
+                return x, {primary_task: y, **{t: tf.fill(tf.shape(y), -1) for t in others}}
+
+            val_ds = val_ds.map(per_task)
 
     # === Outputs ===
     output.mkdir(parents=True, exist_ok=True)
@@ -1167,6 +1283,9 @@ def run(args):
         "training": {k: v for k, v in settings.items()},
         "builder_args": {k: v for k, v in kwargs.items() if k not in ("num_classes",)},
     }
+    if extra_tasks:
+        # Multi-task run: "classes" and "outputs" are the primary task's (evaluate, predict).
+        sidecar["tasks"] = {primary_task: list(classes), **{t[0]: list(t[3]) for t in extra_tasks}}
     run_info = {
         **sidecar,
         "command": sys.argv,
@@ -1174,6 +1293,10 @@ def run(args):
         "annotations": str(source),
         "split": args.split,
         "train_videos": len(train_table),
+        "extra_tasks": [
+            {"task": t, "data_root": str(f), "annotations": str(src), "train_videos": len(tab)}
+            for t, f, tab, _, src in extra_tasks
+        ],
         "val_videos": 0 if val_table is None else len(val_table),
         "epochs": epochs,
         "seed": args.seed,
@@ -1204,14 +1327,12 @@ def run(args):
 
     common.say(
         COMMAND,
-        f"{name}: {len(train_table)} training and {0 if val_table is None else len(val_table)} validation "
+        f"{name}: {train_videos} training and {0 if val_table is None else len(val_table)} validation "
         f"videos, {num_classes} classes; {epochs} epochs of {steps_per_epoch} steps (batch "
         f"{settings['batch_size']}"
         f"{f' = {accumulate} micro-batches of {batch_size}' if accumulate > 1 else ''}, "
         f"lr {settings['lr']:g}, {settings['lr_schedule']} schedule)",
     )
-    import tensorflow as tf
-
     try:
         history = model.fit(
             train_ds,

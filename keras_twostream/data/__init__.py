@@ -9,8 +9,9 @@ layout and its one validator), `modalities` (what each model input reads), `tabl
 annotation table), `folders` (the up-front check of a table's videos), `sampling` (frame
 indices and the sampling plan), `augment` (crops, flips, colour), `views` (test-time view
 geometry and the average over views), `decoding` (JPEG and flow decoding in `tf.data`),
-`guard` (epoch source, dropped-sample diagnosis, `DatasetErrors`) and `pipeline` (the builders
-`make_dataset`, `make_test_dataset`).
+`guard` (epoch source, dropped-sample diagnosis, `DatasetErrors`), `pipeline` (the builders
+`make_dataset`, `make_test_dataset`) and `multi_task` (`make_multi_task_dataset`: several
+datasets, one label per task).
 """
 
 import importlib
@@ -43,6 +44,7 @@ _LAZY = {
     # tf.data pipelines and the test-time protocol (TensorFlow)
     "make_dataset": "keras_twostream.data.pipeline",
     "make_test_dataset": "keras_twostream.data.pipeline",
+    "make_multi_task_dataset": "keras_twostream.data.multi_task",
     "predict_video_scores": "keras_twostream.data.views",
     "DatasetErrors": "keras_twostream.data.guard",
 }

@@ -45,6 +45,41 @@ def _table_classes(table):
     return list(classes) if classes else None
 
 
+def merge_data_config(name, parameters, given, config):
+    """Fills `given` (argument name -> value) in place from `config`, the keys in `parameters`.
+
+    An argument given with another value than the config's raises a `ValueError` naming
+    `name`, the argument and both values. `class_names` is left to the caller.
+    """
+    for key, value in config.items():
+        if value is None or key in _NOT_ARGUMENTS or key not in parameters:
+            continue
+        if key in given and not _same(key, given[key], value):
+            raise ValueError(
+                f"{name}: {key}={given[key]!r} contradicts the model's data config "
+                f"({key}={value!r}); leave {key} out to use the model's, or rebuild the model"
+            )
+        given.setdefault(key, tuple(value) if key == "modalities" else value)
+    return given
+
+
+def check_table_classes(name, table, names, where=""):
+    """Raises when the table's `attrs["classes"]` name other classes than `names`."""
+    table_classes = _table_classes(table)
+    if table_classes is None or table_classes == names:
+        return
+    differ = next(
+        (i for i, (a, b) in enumerate(zip(table_classes, names, strict=False)) if a != b),
+        min(len(table_classes), len(names)),
+    )
+    raise ValueError(
+        f"{name}: the table{where}'s labels index other classes than the model's: label "
+        f"{differ} is {table_classes[differ] if differ < len(table_classes) else 'absent'!r} "
+        f"in the table, {names[differ] if differ < len(names) else 'absent'!r} for the model "
+        f"({len(table_classes)} vs {len(names)} classes)"
+    )
+
+
 def accepts_data_config(function):
     """Decorates a pipeline builder with the `data_config=` argument (see the module docstring)."""
     signature = inspect.signature(function)
@@ -58,15 +93,7 @@ def accepts_data_config(function):
         if config is None:
             return function(**given)
         config = resolve_data_config(config)
-        for key, value in config.items():
-            if value is None or key in _NOT_ARGUMENTS or key not in signature.parameters:
-                continue
-            if key in given and not _same(key, given[key], value):
-                raise ValueError(
-                    f"{name}: {key}={given[key]!r} contradicts the model's data config "
-                    f"({key}={value!r}); leave {key} out to use the model's, or rebuild the model"
-                )
-            given.setdefault(key, tuple(value) if key == "modalities" else value)
+        merge_data_config(name, signature.parameters, given, config)
         names = config.get("class_names")
         if isinstance(names, list) and "num_classes" in signature.parameters:
             if given.get("num_classes") not in (None, len(names)):
@@ -75,22 +102,7 @@ def accepts_data_config(function):
                     f"{len(names)} classes"
                 )
             given["num_classes"] = len(names)
-            table_classes = _table_classes(given.get("table"))
-            if table_classes is not None and table_classes != names:
-                differ = next(
-                    (
-                        i
-                        for i, (a, b) in enumerate(zip(table_classes, names, strict=False))
-                        if a != b
-                    ),
-                    min(len(table_classes), len(names)),
-                )
-                raise ValueError(
-                    f"{name}: the table's labels index other classes than the model's: label "
-                    f"{differ} is {table_classes[differ] if differ < len(table_classes) else 'absent'!r} "
-                    f"in the table, {names[differ] if differ < len(names) else 'absent'!r} for the model "
-                    f"({len(table_classes)} vs {len(names)} classes)"
-                )
+            check_table_classes(name, given.get("table"), names)
         return function(**given)
 
     return wrapper

@@ -50,7 +50,8 @@ with `on_error="skip"` the video or sample is left out, logged on the
 `keras_twostream.data` logger and recorded in `dataset.dataset_errors`.
 
 What lives where: this module holds the builders (`make_dataset`, `make_test_dataset`)
-and the argument handling they share (`_common_args`). The parts they are built from:
+and the argument handling they share (`_common_args`, and `_clip_dataset`, the training
+batches that `keras_twostream.data.multi_task.make_multi_task_dataset` builds on too). The parts they are built from:
 `keras_twostream.data.modalities` (the modality table and option vocabularies),
 `.table` (the annotation table and labels), `.folders` (the up-front check, through the
 frame-folder validator `keras_twostream.data.frames.inspect_frame_folder`),
@@ -293,6 +294,7 @@ def make_dataset(
     drop_remainder=False,
     flow_stacking="flow",
     bidirectional_flow=False,
+    video_sampling="shuffle",
     data_config=None,
 ):
     """Builds a `tf.data.Dataset` of `(inputs, labels)` batches from frame folders.
@@ -344,7 +346,8 @@ def make_dataset(
         training: random sampling and augmentation (`True`) or centre sampling
             and centre crop (`False`).
         batch_size: samples per batch.
-        shuffle: shuffle the videos each epoch; defaults to `training`.
+        shuffle: shuffle the videos each epoch; defaults to `training`
+            (`video_sampling="shuffle"` only).
         seed: int seed; the same seed gives the same batches, epoch by epoch.
             `None` draws fresh entropy each epoch (a fixed 0 when not training,
             which only matters for STPN's `tau`).
@@ -389,6 +392,17 @@ def make_dataset(
             forward first, then backward), read from the `bx_`/`by_` files that
             `keras-twostream extract --flow tvl1-xla --backward-flow` writes.
             `flow_length` must be even. Both options decode whole flow fields.
+        video_sampling: which videos an epoch holds. `"shuffle"` (the default):
+            every video once, in an order reshuffled each epoch (`shuffle`).
+            `"class_uniform"`: the two-stream paper's "sampling 256 training
+            videos (uniformly across the classes)" (Sect. 5): each sample draws
+            a class uniformly over the classes that have videos, then one of its
+            videos uniformly, with replacement
+            (`keras_twostream.data.sampling.class_uniform_indices`). An epoch is
+            then as many samples as the table has usable videos, so
+            `steps_per_epoch` and the schedules stay as with `"shuffle"`; some
+            videos appear twice in it and others not at all. Seeded like the rest
+            of the draw; single-label tables only.
         data_config: a model (its `data_config()`) or such a dict: the arguments
             this call leaves out come from it (modalities, image size, segments, flow
             length, paths, normalisations, flow bound; its class names set
@@ -415,17 +429,16 @@ def make_dataset(
     >>> inputs["rgb"].shape, inputs["flow"].shape, labels.numpy().tolist()
     (TensorShape([1, 3, 112, 112, 3]), TensorShape([1, 3, 112, 112, 10]), [3])
     """
-    num_segments = _check_int(num_segments, "num_segments")
-    batch_size = _check_int(batch_size, "batch_size")
-    _check_int(max_distort, "max_distort", minimum=0)
-    augment.scale_pairs(scales, max_distort)  # validates scales
-    jitter_amounts = dict(color_jitter or {})
-    unknown = set(jitter_amounts) - {"brightness", "contrast", "saturation"}
-    if unknown:
-        raise ValueError(
-            "Expected color_jitter keys among 'brightness', 'contrast', 'saturation'. "
-            f"Received: color_jitter={color_jitter!r}"
-        )
+    num_segments, batch_size, jitter_amounts, shuffle = _training_args(
+        num_segments,
+        batch_size,
+        max_distort,
+        scales,
+        color_jitter,
+        augmentation,
+        video_sampling,
+        shuffle,
+    )
     cfg, videos, labels, multi, errors = _common_args(
         table,
         root,
@@ -448,9 +461,98 @@ def make_dataset(
         flow_stacking=flow_stacking,
         bidirectional_flow=bidirectional_flow,
     )
+    if video_sampling == "class_uniform" and multi:
+        raise ValueError(
+            "video_sampling='class_uniform' draws a class, then a video of it (two-stream "
+            "paper, Sect. 5): it needs single-label tables, and this table is multi-label"
+        )
+    ds = _clip_dataset(
+        cfg,
+        videos,
+        labels,
+        errors,
+        classes=labels,
+        class_probabilities=None,
+        training=training,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        video_sampling=video_sampling,
+        scales=scales,
+        max_distort=max_distort,
+        flip=flip,
+        jitter_amounts=jitter_amounts,
+        augmentation=augmentation,
+        scale_size=scale_size,
+        on_error=on_error,
+        drop_remainder=drop_remainder,
+    )
+    return _finish(ds, errors)
+
+
+def _training_args(
+    num_segments,
+    batch_size,
+    max_distort,
+    scales,
+    color_jitter,
+    augmentation,
+    video_sampling,
+    shuffle,
+):
+    """Checks `make_dataset`'s own arguments; returns `(K, batch, jitter amounts, shuffle)`."""
+    num_segments = _check_int(num_segments, "num_segments")
+    batch_size = _check_int(batch_size, "batch_size")
+    _check_int(max_distort, "max_distort", minimum=0)
+    augment.scale_pairs(scales, max_distort)  # validates scales
+    jitter_amounts = dict(color_jitter or {})
+    unknown = set(jitter_amounts) - {"brightness", "contrast", "saturation"}
+    if unknown:
+        raise ValueError(
+            "Expected color_jitter keys among 'brightness', 'contrast', 'saturation'. "
+            f"Received: color_jitter={color_jitter!r}"
+        )
+    _check_choice(augmentation, AUGMENTATIONS, "augmentation")
+    _check_choice(video_sampling, sampling.VIDEO_SAMPLINGS, "video_sampling")
+    if video_sampling == "class_uniform" and shuffle is not None and not shuffle:
+        raise ValueError(
+            "video_sampling='class_uniform' draws the videos at random; shuffle=False "
+            "contradicts it. Received: shuffle=False"
+        )
+    return num_segments, batch_size, jitter_amounts, shuffle
+
+
+def _clip_dataset(
+    cfg,
+    videos,
+    labels,
+    errors,
+    *,
+    classes,
+    class_probabilities,
+    training,
+    batch_size,
+    shuffle,
+    seed,
+    video_sampling,
+    scales,
+    max_distort,
+    flip,
+    jitter_amounts,
+    augmentation,
+    scale_size,
+    on_error,
+    drop_remainder,
+):
+    """The batches of `make_dataset` (and `make_multi_task_dataset`) from checked arguments.
+
+    `labels` has one row per usable video (`(n,)`, `(n, C)` multi-hot or, for multi-task
+    training, `(n, T)` with one column per task); `classes` `(n,)` is each video's class
+    for `video_sampling="class_uniform"` (`keras_twostream.data.sampling.class_uniform_indices`,
+    with `class_probabilities`). An epoch is `n` samples either way.
+    """
     shuffle = training if shuffle is None else bool(shuffle)
     use_jitter = training and any(v > 0 for v in jitter_amounts.values())
-    _check_choice(augmentation, AUGMENTATIONS, "augmentation")
     use_lighting = training and augmentation == "two_stream"
     centre = test_crop_params(1, cfg.image_size, scale_size)[0]
     n = len(videos["dir"])
@@ -462,7 +564,12 @@ def make_dataset(
             rng = np.random.default_rng([int(seed), epoch])
         else:
             rng = np.random.default_rng()
-        order = rng.permutation(n) if shuffle else np.arange(n)
+        if video_sampling == "class_uniform":
+            # Two-stream paper, Sect. 5: "sampling 256 training videos (uniformly across
+            # the classes)". An epoch is still n samples, drawn with replacement.
+            order = sampling.class_uniform_indices(classes, n, rng, class_probabilities)
+        else:
+            order = rng.permutation(n) if shuffle else np.arange(n)
         rgb_index, flow_index = cfg.positions(videos, order, training, rng)
         arrays = {
             "dir": videos["dir"][order],
@@ -518,10 +625,20 @@ def make_dataset(
     if on_error == "raise":
         batches = n // batch_size if drop_remainder else -(-n // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    ds.dataset_errors = errors
     ds._draw_epoch = draw  # epoch -> the index/augmentation arrays (benchmarks, debugging)
     ds.set_epoch = source.set_epoch  # resuming a run at an epoch (training.ResumableCheckpoint)
+    return ds
+
+
+def _finish(ds, errors, map_labels=None):
+    """Prefetches `ds` (after `map_labels`, if given) and carries its attributes over."""
+    draw, set_epoch = ds._draw_epoch, ds.set_epoch
+    if map_labels is not None:
+        ds = ds.map(lambda inputs, labels: (inputs, map_labels(labels)))
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.dataset_errors = errors
+    ds._draw_epoch = draw
+    ds.set_epoch = set_epoch
     return ds
 
 

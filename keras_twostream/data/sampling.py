@@ -21,8 +21,14 @@ into range, which repeats frames (MMAction2's `SampleFrames` does the same).
 
 import numpy as np
 
+# Which videos make up a training epoch (`make_dataset(video_sampling=...)`): each video once,
+# shuffled; or videos drawn "uniformly across the classes" (two-stream paper, Sect. 5).
+VIDEO_SAMPLINGS = ("shuffle", "class_uniform")
+
 __all__ = [
+    "VIDEO_SAMPLINGS",
     "clamp_positions",
+    "class_uniform_indices",
     "draw_intervals",
     "multipath_chunk_starts",
     "segment_starts",
@@ -275,9 +281,63 @@ def multipath_chunk_starts(num_positions, num_paths, length, intervals, training
     return starts, centre
 
 
+def class_uniform_indices(classes, num_samples, rng, class_probabilities=None):
+    """Draws videos "uniformly across the classes" (two-stream paper, Sect. 5).
+
+    "A mini-batch of 256 samples is constructed by sampling 256 training videos
+    (uniformly across the classes)": each sample first draws a class, uniformly
+    over the classes that have videos, then a video uniformly among that class's
+    videos, both with replacement. A class with few videos is therefore seen as
+    often as a class with many, and its videos more often each.
+
+    Args:
+        classes: int array `(n,)`, the class of each video (any integers: for
+            multi-task training, one id per (task, label) pair).
+        num_samples: how many videos to draw.
+        rng: a `numpy.random.Generator`.
+        class_probabilities: `None` (uniform over the classes present), or a
+            float array with one probability per class present, in the order
+            of `numpy.unique(classes)`, summing to 1.
+
+    Returns:
+        int64 `(num_samples,)` indices into `classes`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_twostream.data.sampling import class_uniform_indices
+    >>> classes = np.array([0] * 8 + [1] * 2)  # 8 videos of class 0, 2 of class 1
+    >>> picks = class_uniform_indices(classes, 10000, np.random.default_rng(0))
+    >>> round(float(np.mean(classes[picks] == 1)), 2)  # half the samples, not a fifth
+    0.5
+    """
+    classes = _as_int_array(classes, "classes").reshape(-1)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+        raise ValueError(f"Expected num_samples >= 0. Received: num_samples={num_samples!r}")
+    if num_samples < 0:
+        raise ValueError(f"Expected num_samples >= 0. Received: num_samples={num_samples!r}")
+    if classes.size == 0:
+        raise ValueError("Expected at least one video to draw from. Received: classes=[]")
+    present, inverse, counts = np.unique(classes, return_inverse=True, return_counts=True)
+    if class_probabilities is None:
+        picked = rng.integers(len(present), size=num_samples)
+    else:
+        p = np.asarray(class_probabilities, np.float64).reshape(-1)
+        if p.shape != present.shape or np.any(p < 0) or not np.isclose(p.sum(), 1.0):
+            raise ValueError(
+                f"Expected class_probabilities: {len(present)} probabilities >= 0 summing to 1, "
+                f"one per class present ({present.tolist()}). Received: {class_probabilities!r}"
+            )
+        picked = rng.choice(len(present), size=num_samples, p=p / p.sum())
+    # The videos of class c are by_class[starts[c] : starts[c] + counts[c]].
+    by_class = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    within = rng.integers(0, counts[picked])  # uniform among the class's videos
+    return by_class[starts[picked] + within].astype(np.int64)
+
+
 # --------------------------------------------------------------------------
 # The sampling plan of a pipeline (moved from data/pipeline.py).
-# --------------------------------------------------------------------------
 
 
 class _Sampling:
