@@ -43,7 +43,8 @@ def parameter_rows(model, backbone, size, classes):
         + 2048 * classes
         + classes
     )
-    rgb_path = keras.Model(model.input, model.get_layer("rgb_probabilities").output).count_params()
+    # The RGB branch's output, "spatial" (its probabilities; "rgb" before issue 19).
+    rgb_path = keras.Model(model.input, model.get_layer("spatial").output).count_params()
     cma = sum(layer.count_params() for layer in model.layers if "_cma_" in layer.name)
     return [
         [
@@ -86,7 +87,7 @@ def bench_model(args):
         model.set_training_branch(branch)
         return model
 
-    joint, phase = cma(None), cma("rgb")
+    joint, phase = cma(None), cma("spatial")  # the RGB branch's phase
     floor, zeros = bare_backbones(
         args.backbone, size, flow_length, batch, rgb_segments=segments, flow_segments=segments
     )

@@ -75,8 +75,13 @@ def bench_step(args):
 
     def ours(use_sal):
         keras.utils.set_random_seed(0)
-        model = build_mpa_sal(
-            CLASSES, backbone=args.backbone, image_size=size, num_segments=segments, use_sal=use_sal
+        model = build_mpa_sal(  # the Spatial Network alone (the default builds both streams)
+            CLASSES,
+            streams=("spatial",),
+            backbone=args.backbone,
+            image_size=size,
+            num_segments=segments,
+            use_sal=use_sal,
         )
         model.compile()  # the paper's optimizers and clipping (20, spatial)
         return model

@@ -129,8 +129,7 @@ def main(argv=None):
         image_size=IMAGE_SIZE,
         num_segments=NUM_SEGMENTS,
         flow_length=FLOW_LENGTH,
-        spatial_dropout=0.3,
-        temporal_dropout=0.3,
+        dropout=0.3,
     )
     baseline.compile(optimizer=optimizer())
     print(f"iteration 0: two-stream baseline, both streams for {2 * epochs} epochs", flush=True)
@@ -164,7 +163,7 @@ def main(argv=None):
         baseline.get_layer("temporal_classifier").get_weights()
     )
     model.compile(optimizer=optimizer())
-    names = {"RGB": "rgb", "Flow": "flow", "fused": "fused"}
+    names = {"RGB": "spatial", "Flow": "temporal", "fused": "fused"}  # CMA's outputs
 
     # 2. Two iterations of the alternating schedule, one fit per iteration so we can evaluate between.
     schedule = AlternatingSchedule(epochs_per_iteration=epochs)
@@ -176,8 +175,10 @@ def main(argv=None):
             verbose=2,
             callbacks=[schedule],
         )
-        trained = {"rgb": "RGB", "flow": "Flow"}[schedule.branch]
-        report(str(iteration), trained, model, names, "5:1" if schedule.branch == "rgb" else "1:5")
+        trained = {"spatial": "RGB", "temporal": "Flow"}[schedule.branch]
+        report(
+            str(iteration), trained, model, names, "5:1" if schedule.branch == "spatial" else "1:5"
+        )
 
     # 3. Table 1 layout.
     print()

@@ -5,7 +5,7 @@ learning (SAL)" (`../shared/papers/mpa_sal_rgb_only.txt`). This script
 
 1. generates the synthetic appearance x motion dataset (real videos, UCF101 layout) and extracts
    RGB frames only (`flow="none"`: this paper needs no optical flow);
-2. trains the Spatial Network (`build_mpa_sal(stream="spatial")`, tiny backbone) in the three
+2. trains the Spatial Network (`build_mpa_sal(streams=("spatial",))`, tiny backbone) in the three
    settings of Table 3: the baseline (TSN), +MPA, and +MPA+SAL (Algorithm 1: a discriminator step
    and a network step per batch);
 3. evaluates each on the test split (K centre snippets per video) and prints the table: top-1
@@ -138,19 +138,17 @@ def main(argv=None):
         test_ds = make_dataset(test, training=False, batch_size=16, **common)
         return train_ds, test_ds
 
-    def train_model(stream, switches, train_ds):
+    def train_model(switches, train_ds):
         keras.utils.set_random_seed(args.seed)
         model = build_mpa_sal(
             len(classes),
-            stream=stream,
             backbone="tiny",
             image_size=size,
             num_segments=K,
             diff_length=D,
             semantic_dim=args.semantic_dim,
             discriminator_units=(64, 64),
-            spatial_dropout=0.5,
-            temporal_dropout=0.5,
+            dropout=0.5,
             **switches,
         )
         model.compile(
@@ -167,7 +165,7 @@ def main(argv=None):
     results = {}
     for setting, key in SETTINGS.items():
         say(f"training the spatial network, {setting} ({ABLATIONS[key]}), {epochs} epochs")
-        model = train_model("spatial", ABLATIONS[key], train_ds)
+        model = train_model({**ABLATIONS[key], "streams": ("spatial",)}, train_ds)
         results[setting] = evaluate(model, test_ds, classes)["spatial"]
 
     print()
@@ -189,7 +187,8 @@ def main(argv=None):
     if args.two_stream:
         train_ds, test_ds = datasets(("rgb", "rgb_diff"))
         say(f"training the RGB-only two-stream model (MPA + SAL), {epochs} epochs")
-        model = train_model("two_stream", ABLATIONS["mpa_sal"], train_ds)
+        both = {**ABLATIONS["mpa_sal"], "streams": ("spatial", "temporal")}  # Tables 1-2, "Combine"
+        model = train_model(both, train_ds)
         two_stream = evaluate(model, test_ds, classes)
         results["two_stream"] = two_stream
         print()

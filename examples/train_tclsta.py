@@ -89,7 +89,14 @@ def main(argv=None):
         "--cache", default=None, help="dataset cache folder (default: the library's)"
     )
     parser.add_argument("--epochs", type=int, default=None, help="default 15 (1 with --quick)")
-    parser.add_argument("--num-frames", type=int, default=4, help="T, frames per clip")
+    parser.add_argument(
+        "--num-segments",
+        "--num-frames",  # the former name, as build_tclsta's num_frames
+        dest="num_segments",
+        type=int,
+        default=4,
+        help="T, frames per clip (build_tclsta's num_segments)",
+    )
     parser.add_argument("--flow-length", type=int, default=5, help="L, flow fields per frame")
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--seed", type=int, default=0)
@@ -113,7 +120,7 @@ def main(argv=None):
     output = Path(args.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     epochs = args.epochs or (1 if args.quick else 15)
-    T, L, size = args.num_frames, args.flow_length, args.image_size
+    T, L, size = args.num_segments, args.flow_length, args.image_size
 
     frames, train, test, classes = prepare_data(output, args.cache, args.quick, size, args.seed)
     say(

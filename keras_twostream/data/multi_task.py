@@ -32,7 +32,6 @@ import inspect
 
 import numpy as np
 
-from keras_twostream.data import sampling
 from keras_twostream.data.data_config import (
     check_table_classes,
     merge_data_config,

@@ -168,6 +168,19 @@ def apply_probabilities(logits, fusion_weights, as_logits=False):
     return outputs
 
 
+def _keep_former_layer_order(model, inputs, outputs):
+    """Lists the layers in the order they had when the outputs were named "rgb" and "flow".
+
+    A `.keras` file stores a functional model's layers by position, and Keras orders them by
+    walking the graph from the outputs sorted by name: formerly `flow, fused, rgb`, now
+    `fused, spatial, temporal`, which would hand the RGB backbone the Flow backbone's
+    weights when loading a file saved before the renaming. The walk from the outputs in the
+    former order (`temporal, fused, spatial`) gives the former layer list back.
+    """
+    former = keras.Model(inputs, [outputs["temporal"], outputs["fused"], outputs["spatial"]])
+    model._operations = former._operations
+
+
 class _BranchNames:
     """CMA's branches: named after their outputs, layers named after the paper's modalities."""
 
@@ -381,6 +394,7 @@ class CMA(_BranchNames, AlternatingTrainingMixin, VideoClassifier):
             )["default"]
         outputs = apply_probabilities(branch_logits, fusion_weights, logits)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        _keep_former_layer_order(self, inputs, outputs)
 
         # === Config ===
         self.num_classes = num_classes
@@ -725,6 +739,7 @@ class CMA3D(_BranchNames, AlternatingTrainingMixin, VideoClassifier):
             branch_logits[branch] = keras.layers.Dense(num_classes, name=f"{branch}_classifier")(y)
         outputs = apply_probabilities(branch_logits, fusion_weights, logits)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        _keep_former_layer_order(self, inputs, outputs)
 
         # === Config ===
         self.num_classes = num_classes

@@ -363,3 +363,38 @@ def test_default_configuration_is_the_papers(name):
         assert all(n.startswith(("conv3", "conv4")) for n in model.cma_block_names)  # res3, res4
     if name == "stpn":
         assert config["fusion_dim"] == 4096 and config["attention"]  # Table 6 D
+
+
+def test_the_same_arguments_build_every_model():
+    """Issue 19, done when: the README's example works with the same arguments for every builder
+    (`README.md`, "One contract"), and the data contract tells make_dataset what to feed."""
+    for name, build in MODELS.items():
+        model = build(num_classes=5, backbone="tiny", image_size=64, num_segments=2, dropout=0.5)
+        config = model.data_config()
+        assert (config["image_size"], config["num_segments"]) == (64, 2), name
+        assert "fused" in model.output_names, name
+        shapes = {k: (2, *v) for k, v in model._input_shapes.items()}
+        out = model.predict_on_batch({k: np.zeros(s, "float32") for k, s in shapes.items()})
+        assert all(np.asarray(v).shape == (2, 5) for v in out.values()), name
+
+
+@pytest.mark.parametrize("name", ["cma", "mpa_sal"])
+def test_models_saved_before_the_renaming_still_load(name):
+    """`.keras` files written before issue 19 (tests/data/legacy_models/README.md): CMA's layers
+    keep their former order (Keras restores a functional model's layers by position), and the
+    former argument names in a saved config still build the same model."""
+    import warnings
+
+    from keras_twostream import load_model
+
+    folder = os.path.join(os.path.dirname(__file__), "..", "data", "legacy_models")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the former names in the config
+        model = load_model(os.path.join(folder, f"{name}.keras"))
+    x = dict(np.load(os.path.join(folder, f"{name}_inputs.npz")))
+    old = dict(np.load(os.path.join(folder, f"{name}_outputs.npz")))
+    new = model.predict_on_batch(x)
+    renamed = {"rgb": "spatial", "flow": "temporal"}
+    assert sorted(renamed.get(k, k) for k in old) == sorted(new)
+    for key, value in old.items():
+        np.testing.assert_allclose(np.asarray(new[renamed.get(key, key)]), value, atol=1e-6)

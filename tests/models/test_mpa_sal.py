@@ -17,8 +17,8 @@ TF_ONLY = pytest.mark.skipif(
 SIZE, K, D, CLASSES, DIM, BATCH = 32, 2, 2, 3, 8, 4
 
 
-def make_model(streams=("spatial",), **kwargs):
-    kwargs = {
+def make_kwargs(**kwargs):
+    return {
         "backbone": "tiny",
         "image_size": SIZE,
         "num_segments": K,
@@ -30,7 +30,12 @@ def make_model(streams=("spatial",), **kwargs):
         "semantic_encoder": None,
         **kwargs,
     }
-    return build_mpa_sal(CLASSES, streams=streams, **kwargs)
+
+
+def make_model(**kwargs):
+    kwargs = make_kwargs(**kwargs)
+    kwargs.setdefault("streams", ("spatial",))
+    return build_mpa_sal(CLASSES, **kwargs)
 
 
 def make_data(streams=("spatial",), n=BATCH, seed=0):
@@ -127,7 +132,14 @@ def test_max_consensus_and_the_segments_share_the_network():
 
 
 def test_ablations_switch_the_components_of_table3():
-    built = {key: make_model(**switches) for key, switches in ABLATIONS.items()}
+    # Table 3 as printed: (method, network) per row; every row is the Spatial Network.
+    table3 = {"baseline": ("Baseline", "Spatial"), "mpa": ("MPA", "Spatial"),
+              "mpa_sal": ("MPA + SAL", "Spatial")}  # fmt: skip
+    assert set(ABLATIONS) == set(table3)
+    built = {key: build_mpa_sal(CLASSES, **{**make_kwargs(), **ABLATIONS[key]}) for key in table3}
+    for key, (method, network) in table3.items():
+        assert built[key].streams == (network.lower(),), key
+        assert (built[key].use_mpa, built[key].use_sal) == ("MPA" in method, "SAL" in method), key
 
     def count(model, cls):
         return sum(isinstance(layer, cls) for layer in model.layers)

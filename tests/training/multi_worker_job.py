@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras_twostream.models.cma import build_cma
 
 GLOBAL_BATCH, STEPS, SIZE = 4, 2, 32
-PHASES = [None, "flow"]
+PHASES = [None, "temporal"]
 
 
 class Phases(keras.callbacks.Callback):

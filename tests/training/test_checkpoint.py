@@ -48,7 +48,7 @@ def test_killed_mid_epoch_resumes_exactly(tmp_path):
     latest = json.loads((tmp_path / "run" / "latest.json").read_text())["checkpoint"]
     meta = json.loads((tmp_path / "run" / latest / "meta.json").read_text())
     assert (meta["epoch"], meta["step"], meta["global_step"]) == (1, 2, 6)
-    assert meta["training_branch"] == "flow"  # the second iteration of the alternating schedule
+    assert meta["training_branch"] == "temporal"  # the second iteration of the alternating schedule
     _finish(_run([tmp_path / "run", tmp_path / "run.npz"]))  # the same command again
     _finish(uninterrupted)
 
