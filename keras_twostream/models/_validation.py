@@ -64,7 +64,9 @@ def _renamed_dropout(kwargs, dropout, default, owner):
     its stream's rate of the `(spatial, temporal)` pair, the other stream keeping `dropout`'s.
     Giving a former name together with a `dropout` other than its default is an error.
     """
-    old = {name: kwargs.pop(name) for name in ("spatial_dropout", "temporal_dropout") if name in kwargs}
+    old = {
+        name: kwargs.pop(name) for name in ("spatial_dropout", "temporal_dropout") if name in kwargs
+    }
     if not old:
         return dropout
     if dropout != default:

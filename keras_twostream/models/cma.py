@@ -27,7 +27,6 @@ of a 3-D network, shown on a small pseudo-3-D ResNet (P3D, Qiu et al. 2017).
 
 import keras
 
-from keras_twostream.backbones import get_backbone
 from keras_twostream.backbones.p3d import TINY_3D_FILTERS, apply_p3d_block, apply_tiny_p3d_stem
 from keras_twostream.layers.cross_modality_attention import CrossModalityAttention
 from keras_twostream.layers.fold_segments import FoldSegments
@@ -38,13 +37,15 @@ from keras_twostream.models._validation import (
     _renamed_argument,
 )
 from keras_twostream.models.base import VideoClassifier
-from keras_twostream.models.outputs import (
+from keras_twostream.models.contract import (
     STREAMS,
     apply_class_output,
+    backbone_name,
     builds_with_dtype,
     check_dropout,
     check_logits,
     dropout_config,
+    get_stream_backbone,
 )
 from keras_twostream.models.two_stream import apply_stream_heads, head_applies_dropout
 from keras_twostream.training.alternating import AlternatingTrainingMixin
@@ -156,7 +157,7 @@ def apply_probabilities(logits, fusion_weights, as_logits=False):
     """Softmax per branch and their weighted sum, `{"spatial", "temporal", "fused"}`.
 
     `logits` is keyed by layer prefix (`"rgb"`, `"flow"`); with `as_logits` the outputs are
-    the logits (and `log` of the fused probabilities), see `models.outputs`.
+    the logits (and `log` of the fused probabilities), see `models.contract`.
     """
     outputs, probabilities = {}, []
     for stream, prefix in BRANCH_PREFIXES.items():
@@ -224,7 +225,10 @@ class CMA(_BranchNames, AlternatingTrainingMixin, VideoClassifier):
         num_classes: number of classes.
         backbone: `"resnet50"` (the paper), `"resnet101"` or `"tiny"`; any
             name in `keras_twostream.backbones.BACKBONES` whose blocks end in
-            feature maps works with explicit `cma_blocks`.
+            feature maps works with explicit `cma_blocks`. Or a `keras_twostream.backbones.Backbone`
+            instance: its architecture and weights initialise both streams
+            (the other stream's first convolution adapted to its channels,
+            `keras_twostream.models.contract.get_stream_backbone`).
         image_size: input height and width (224 in the paper).
         num_segments: K, TSN segments per clip (3 in the paper).
         flow_length: L, stacked flow fields per segment (5 in the paper).
@@ -307,6 +311,7 @@ class CMA(_BranchNames, AlternatingTrainingMixin, VideoClassifier):
         name="cma",
         **kwargs,
     ):
+        backbone_source, backbone = backbone, backbone_name(backbone)
         num_classes = _check_num_classes(num_classes)
         image_size = _check_positive_int(image_size, "image_size")
         num_segments = _check_positive_int(num_segments, "num_segments")
@@ -340,15 +345,15 @@ class CMA(_BranchNames, AlternatingTrainingMixin, VideoClassifier):
 
         # === Layers ===
         backbones = {
-            "rgb": get_backbone(
-                backbone,
+            "rgb": get_stream_backbone(
+                backbone_source,
                 input_shape=(image_size, image_size, 3),
                 weights=spatial_weights,
                 synchronized=synchronized,
                 name="rgb_backbone",
             ),
-            "flow": get_backbone(
-                backbone,
+            "flow": get_stream_backbone(
+                backbone_source,
                 input_shape=(image_size, image_size, 2 * flow_length),
                 weights=temporal_weights,
                 stream="temporal",

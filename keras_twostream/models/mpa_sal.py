@@ -40,7 +40,6 @@ import warnings
 
 import keras
 
-from keras_twostream.backbones import get_backbone
 from keras_twostream.layers import (
     FoldSegments,
     LevelWeightedSum,
@@ -57,13 +56,15 @@ from keras_twostream.models._validation import (
     _renamed_dropout,
 )
 from keras_twostream.models.base import VideoClassifier
-from keras_twostream.models.outputs import (
+from keras_twostream.models.contract import (
     STREAMS,
     apply_class_output,
+    backbone_name,
     builds_with_dtype,
     check_dropout,
     check_logits,
     dropout_config,
+    get_stream_backbone,
 )
 from keras_twostream.models.semantic_autoencoder import SemanticAutoencoder, train_semantic_encoder
 from keras_twostream.training.adversarial import SemanticAdversarialMixin
@@ -239,7 +240,10 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
             `"two_stream"` / `"spatial"` / `"temporal"`, still accepted with a
             `DeprecationWarning`).
         backbone: a name in `keras_twostream.backbones.BACKBONES` with at
-            least four stages; `"resnet101"` in the paper, `"tiny"` for tests.
+            least four stages; `"resnet101"` in the paper, `"tiny"` for tests. Or a `keras_twostream.backbones.Backbone`
+            instance: its architecture and weights initialise both streams
+            (the other stream's first convolution adapted to its channels,
+            `keras_twostream.models.contract.get_stream_backbone`).
         image_size: input height and width (224).
         num_segments: K, TSN segments per video (3).
         diff_length: D, RGB differences per segment of the temporal input
@@ -329,6 +333,7 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         name=None,
         **kwargs,
     ):
+        backbone_source, backbone = backbone, backbone_name(backbone)
         _check_num_classes(num_classes)
         streams = _check_streams(_renamed_stream(kwargs, streams))
         dropout = _renamed_dropout(kwargs, dropout, 0.8, "MPASAL")
@@ -370,8 +375,8 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
         channels = {"spatial": 3, "temporal": 3 * diff_length}
         weights = {"spatial": spatial_weights, "temporal": temporal_weights}
         backbones = {
-            s: get_backbone(
-                backbone,
+            s: get_stream_backbone(
+                backbone_source,
                 input_shape=(image_size, image_size, channels[s]),
                 weights=weights[s],
                 stream=s,

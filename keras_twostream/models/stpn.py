@@ -30,7 +30,7 @@ import random
 
 import keras
 
-from keras_twostream.backbones import Backbone, get_backbone
+from keras_twostream.backbones import Backbone
 from keras_twostream.backbones.weights import leaf_layers
 from keras_twostream.layers import (
     CompactBilinear,
@@ -48,7 +48,13 @@ from keras_twostream.models._validation import (
     _renamed_argument,
 )
 from keras_twostream.models.base import VideoClassifier
-from keras_twostream.models.outputs import apply_class_output, builds_with_dtype, check_logits
+from keras_twostream.models.contract import (
+    apply_class_output,
+    backbone_name,
+    builds_with_dtype,
+    check_logits,
+    get_stream_backbone,
+)
 
 FUSIONS = ("compact_bilinear", "concat", "sum", "average")
 TEMPORAL_FUSIONS = ("compact_bilinear", "concat", "sum")
@@ -268,7 +274,10 @@ class STPN(VideoClassifier):
             Keras for it), `"bn_inception"` (the network of the paper's
             ablations, Tables 3-6, and of its best result, Table 7),
             `"resnet101"`, `"vgg16"`, `"cnn_m_2048"` or `"tiny"` (tests, CPU
-            demos); both streams use it.
+            demos); both streams use it. Or a `keras_twostream.backbones.Backbone`
+            instance: its architecture and weights initialise both streams
+            (the other stream's first convolution adapted to its channels,
+            `keras_twostream.models.contract.get_stream_backbone`).
         image_size: input height and width (224).
         flow_length: L, flow fields per chunk (10, Sect. 3.2).
         num_paths: P, flow chunks per snippet (3; Table 4 also has 1, 5); the
@@ -378,6 +387,7 @@ class STPN(VideoClassifier):
         name="stpn",
         **kwargs,
     ):
+        backbone_source, backbone = backbone, backbone_name(backbone)
         _check_num_classes(num_classes)
         logits = check_logits(logits)
         image_size = _check_positive_int(image_size, "image_size")
@@ -426,8 +436,8 @@ class STPN(VideoClassifier):
         # === Layers ===
         backbones = {}
         if use_rgb:
-            backbones["spatial"] = get_backbone(
-                backbone,
+            backbones["spatial"] = get_stream_backbone(
+                backbone_source,
                 input_shape=(image_size, image_size, 3),
                 weights=spatial_weights,
                 stream="spatial",
@@ -435,8 +445,8 @@ class STPN(VideoClassifier):
                 name="spatial_backbone",
             )
         if use_flow:
-            backbones["temporal"] = get_backbone(
-                backbone,
+            backbones["temporal"] = get_stream_backbone(
+                backbone_source,
                 input_shape=(image_size, image_size, 2 * flow_length),
                 weights=temporal_weights,
                 stream="temporal",

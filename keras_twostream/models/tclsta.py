@@ -51,7 +51,6 @@ Choices where the paper is silent, made here:
 import keras
 from keras import ops
 
-from keras_twostream.backbones import get_backbone
 from keras_twostream.layers.class_activation_attention import ClassActivationAttention
 from keras_twostream.layers.class_wise_fusion import ClassWiseFusion
 from keras_twostream.layers.collaborative_learning import CollaborativeLearning
@@ -66,12 +65,14 @@ from keras_twostream.models._validation import (
     _renamed_argument,
 )
 from keras_twostream.models.base import VideoClassifier
-from keras_twostream.models.outputs import (
+from keras_twostream.models.contract import (
     apply_class_output,
+    backbone_name,
     builds_with_dtype,
     check_dropout,
     check_logits,
     dropout_config,
+    get_stream_backbone,
 )
 
 STREAMS = (("spatial", "rgb"), ("temporal", "flow"))
@@ -204,7 +205,10 @@ class TCLSTA(VideoClassifier):
     Args:
         num_classes: number of classes (at least 2).
         backbone: a name in `keras_twostream.backbones.BACKBONES`; ResNet-50
-            in the paper.
+            in the paper. Or a `keras_twostream.backbones.Backbone`
+            instance: its architecture and weights initialise both streams
+            (the other stream's first convolution adapted to its channels,
+            `keras_twostream.models.contract.get_stream_backbone`).
         image_size: input height and width (224 in the paper).
         num_segments: T, frames (and flow stacks) per clip, the library's
             `num_segments` of every builder (formerly `num_frames`, still
@@ -290,6 +294,7 @@ class TCLSTA(VideoClassifier):
         name="tclsta",
         **kwargs,
     ):
+        backbone_source, backbone = backbone, backbone_name(backbone)
         _check_num_classes(num_classes)
         dropouts = check_dropout(dropout)
         logits = check_logits(logits)
@@ -319,16 +324,16 @@ class TCLSTA(VideoClassifier):
 
         # === Layers ===
         backbones = {
-            "spatial": get_backbone(
-                backbone,
+            "spatial": get_stream_backbone(
+                backbone_source,
                 input_shape=(image_size, image_size, 3),
                 weights=spatial_weights,
                 stream="spatial",
                 synchronized=synchronized,
                 name="spatial_backbone",
             ),
-            "temporal": get_backbone(
-                backbone,
+            "temporal": get_stream_backbone(
+                backbone_source,
                 input_shape=(image_size, image_size, 2 * flow_length),
                 weights=temporal_weights,
                 stream="temporal",

@@ -13,17 +13,18 @@ the K class scores before the softmax (Wang et al. 2016, Eq. 1).
 
 import keras
 
-from keras_twostream.backbones import get_backbone
 from keras_twostream.layers import FoldSegments, ScoreFusion, SegmentConsensus, UnfoldSegments
 from keras_twostream.models._validation import _renamed_dropout
 from keras_twostream.models.base import VideoClassifier
-from keras_twostream.models.outputs import (
+from keras_twostream.models.contract import (
     STREAMS,
     apply_class_output,
+    backbone_name,
     builds_with_dtype,
     check_dropout,
     check_logits,
     dropout_config,
+    get_stream_backbone,
 )
 
 
@@ -105,7 +106,10 @@ class TwoStream(VideoClassifier):
             keyed by task, `-1` where a sample belongs to another dataset.
         backbone: a name in `keras_twostream.backbones.BACKBONES`:
             `"cnn_m_2048"` (the paper's network), `"vgg16"`, `"resnet50"`,
-            `"resnet101"` or `"tiny"`.
+            `"resnet101"` or `"tiny"`. Or a `keras_twostream.backbones.Backbone`
+            instance: its architecture and weights initialise both streams
+            (the other stream's first convolution adapted to its channels,
+            `keras_twostream.models.contract.get_stream_backbone`).
         image_size: input height and width (224 in the paper).
         num_segments: K, segments per clip (1 in the paper).
         flow_length: L, stacked flow fields (10 in the paper, Sect. 6).
@@ -175,6 +179,7 @@ class TwoStream(VideoClassifier):
         name="two_stream",
         **kwargs,
     ):
+        backbone_source, backbone = backbone, backbone_name(backbone)
         tasks = _normalize_num_classes(num_classes)
         if isinstance(streams, str):
             streams = (streams,)
@@ -204,8 +209,8 @@ class TwoStream(VideoClassifier):
         channels = {"spatial": 3, "temporal": 2 * flow_length}
         init = {"spatial": spatial_weights, "temporal": temporal_weights}
         backbones = {
-            stream: get_backbone(
-                backbone,
+            stream: get_stream_backbone(
+                backbone_source,
                 input_shape=(image_size, image_size, channels[stream]),
                 weights=init[stream],
                 stream=stream,

@@ -398,3 +398,43 @@ def test_models_saved_before_the_renaming_still_load(name):
     assert sorted(renamed.get(k, k) for k in old) == sorted(new)
     for key, value in old.items():
         np.testing.assert_allclose(np.asarray(new[renamed.get(key, key)]), value, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"cma_3d"}))
+def test_a_backbone_instance_initialises_every_stream(name):
+    """Issue 19 item 1: `backbone` is a name or a backbone instance. The instance's weights go
+    into every stream; the other stream's first convolution is TSN's cross-modality average
+    (each of its channels the mean of the RGB kernel over its 3 channels)."""
+    from keras_twostream.backbones import Backbone, adapt_input_channels
+    from keras_twostream.backbones.weights import leaf_layers
+
+    kwargs, shapes = CASES[name]
+    size = kwargs["image_size"]
+    source = Backbone("tiny", input_shape=(size, size, 3), name="my_backbone")
+    for layer in leaf_layers(source):  # weights unlike any fresh initialisation
+        layer.set_weights([np.random.RandomState(1).randn(*w.shape) for w in layer.get_weights()])
+    model = MODELS[name](**{**kwargs, "backbone": source})
+    assert model.get_config()["backbone"] == "tiny"
+    theirs = [layer for layer in leaf_layers(source) if layer.weights]
+    # Each stream's blocks, named f"{backbone name}_{block}" (STPN uses them up to res5).
+    # (two_stream keeps each backbone whole, as one layer named f"{stream}_backbone").
+    names = {layer.name: layer for layer in model.layers}
+    streams = [p for p in ("spatial", "temporal", "rgb", "flow")
+               if f"{p}_backbone" in names or f"{p}_backbone_stem" in names]  # fmt: skip
+    assert len(streams) == 2, streams
+    for stream in streams:
+        blocks = [names[f"{stream}_backbone"]] if f"{stream}_backbone" in names else [
+            layer for layer in model.layers if layer.name.startswith(f"{stream}_backbone_")
+        ]  # fmt: skip
+        ours = [layer for block in blocks for layer in leaf_layers(block) if layer.weights]
+        assert len(ours) >= len(theirs) - 1, stream  # all but a head's classifier, if any
+        for index, (a, b) in enumerate(zip(theirs, ours, strict=False)):
+            for u, v in zip(a.get_weights(), b.get_weights(), strict=True):
+                if index == 0 and u.shape != v.shape:  # the first conv of a 2L/3D-channel stream
+                    u = adapt_input_channels(u, v.shape[2])
+                    np.testing.assert_allclose(v[:, :, 0], a.get_weights()[0].mean(2), atol=1e-6)
+                np.testing.assert_allclose(v, u, atol=1e-6, err_msg=f"{stream} {b.name}")
+    with pytest.raises(ValueError, match="instance's weights"):
+        MODELS[name](**{**kwargs, "backbone": source, "spatial_weights": "imagenet"})
+    with pytest.raises(ValueError, match="backbone"):
+        MODELS[name](**{**kwargs, "backbone": 3})
