@@ -197,6 +197,20 @@ def test_two_stream_trains_with_its_papers_augmentation():
     assert "| training augmentation | two_stream (Sect. 5, Training" in markdown_table()
 
 
+def test_two_stream_samples_its_videos_uniformly_across_the_classes():
+    """Issue 19: the two-stream paper's class-uniform sampling (Sect. 5, "sampling 256 training
+    videos (uniformly across the classes)") is its CLI default; the others shuffle every video
+    once per epoch (TSN); --video-sampling chooses either."""
+    assert resolve_settings("two_stream", _train_args("--model", "two_stream"))[
+        "video_sampling"
+    ] == "class_uniform"
+    for name in ("stpn", "cma", "tclsta", "mpa_sal", "cma_3d"):
+        assert resolve_settings(name, _train_args("--model", name))["video_sampling"] == "shuffle"
+    args = _train_args("--model", "two_stream", "--video-sampling", "shuffle")
+    assert resolve_settings("two_stream", args)["video_sampling"] == "shuffle"
+    assert "| video sampling | class_uniform (Sect. 5, Training" in markdown_table()
+
+
 def test_stpn_multistage_training_starts_from_two_stream_runs(tmp_path):
     """Issue 19: STPN Sect. 4.1 fine-tunes each stream alone, then copies it into the pyramid;
     `train --model stpn --init-streams SPATIAL_RUN TEMPORAL_RUN` does the copy."""

@@ -85,6 +85,9 @@ PAPER_DEFAULTS = {
         "augmentation": Default(
             "two_stream", "Sect. 5, Training (random crops of the whole frame, flips, RGB jitter)"
         ),
+        "video_sampling": Default(
+            "class_uniform", "Sect. 5, Training (videos sampled uniformly across the classes)"
+        ),
         "test_frames": Default(25, "Sect. 5, Testing"),
         "test_crops": Default(10, "Sect. 5, Testing (4 corners + centre, flipped)"),
         "test_views": Default("frame", "Sect. 5, Testing"),
@@ -118,6 +121,7 @@ PAPER_DEFAULTS = {
         "flow_normalization": Default("pixels", _SILENT),
         "mean_subtract_flow": Default(True, "not given; the two-stream paper's Sect. 3.1"),
         "augmentation": Default("tsn", "Sect. 4.1 (scale jittering, flipping, cropping)"),
+        "video_sampling": Default("shuffle", _SILENT + "; every video once per epoch"),
         "test_frames": Default(10, "Sect. 4.7 (10 snippets per video)"),
         "test_crops": Default(10, "Sect. 4.7 (crops and flips, as the two-stream paper)"),
         "test_views": Default("frame", "Sect. 4.7"),
@@ -159,6 +163,7 @@ PAPER_DEFAULTS = {
         "augmentation": Default(
             "tsn", "Sect. 4.4, Input (flips, cropping, scale jittering of TSN)"
         ),
+        "video_sampling": Default("shuffle", _SILENT + "; every video once per epoch (TSN)"),
         "test_frames": Default(25, "Sect. 4.4, Testing"),
         "test_crops": Default(10, "Sect. 4.4, Testing"),
         "test_views": Default("frame", "Sect. 4.4, Testing"),
@@ -192,6 +197,7 @@ PAPER_DEFAULTS = {
             True, "the two-stream paper's Sect. 3.1, which TCLSTA follows"
         ),
         "augmentation": Default("tsn", _SILENT + "; TSN's multi-scale crops"),
+        "video_sampling": Default("shuffle", _SILENT + "; every video once per epoch"),
         "test_frames": Default(24, "not given; 3 clips of T = 8 equally spaced frames"),
         "test_crops": Default(10, "not given; the two-stream protocol"),
         "test_views": Default("clip", "the LSTM attends over the T frames of a clip"),
@@ -222,6 +228,7 @@ PAPER_DEFAULTS = {
         "flow_normalization": Default("pixels", "unused"),
         "mean_subtract_flow": Default(True, "unused"),
         "augmentation": Default("tsn", "TSN's (the paper compares with TSN, Tables 1-2)"),
+        "video_sampling": Default("shuffle", "TSN's (every video once per epoch)"),
         "test_frames": Default(25, "TSN's protocol"),
         "test_crops": Default(10, "TSN's protocol"),
         "test_views": Default("frame", "TSN's protocol"),
@@ -263,6 +270,7 @@ _TABLE_FIELDS = (
     ("flow_normalization", "flow scaling"),
     ("mean_subtract_flow", "flow mean subtraction"),
     ("augmentation", "training augmentation"),
+    ("video_sampling", "video sampling"),
     ("test_frames", "test frames"),
     ("test_crops", "test crops"),
 )

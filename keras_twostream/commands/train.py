@@ -100,10 +100,10 @@ def add_arguments(parser):
     group.add_argument(
         "--video-sampling",
         choices=["shuffle", "class_uniform"],
-        default="shuffle",
-        help="which videos an epoch holds: every video once, shuffled (default), or videos drawn "
-        "uniformly across the classes, as the two-stream paper samples them (Sect. 5); an epoch "
-        "is as many samples either way",
+        help="which videos an epoch holds: every video once, shuffled, or videos drawn uniformly "
+        "across the classes, as the two-stream paper samples them (Sect. 5); an epoch is as many "
+        "samples either way (default: the model's paper: class_uniform for two_stream, else "
+        "shuffle)",
     )
     common.add_on_error_argument(group)
     group = parser.add_argument_group(
@@ -301,6 +301,7 @@ def resolve_settings(model, args):
         "weight_decay": args.weight_decay,
         "clipnorm": args.clipnorm,
         "augmentation": getattr(args, "augmentation", None),
+        "video_sampling": getattr(args, "video_sampling", None),
     }
     if stream in ("spatial", "temporal"):
         overrides["weights"] = None  # chosen per stream by _stream_weights
@@ -1241,7 +1242,7 @@ def run(args):
         batch_size=batch_size,
         seed=args.seed,
         augmentation=settings.get("augmentation", "tsn"),
-        video_sampling=args.video_sampling,
+        video_sampling=settings.get("video_sampling", "shuffle"),
     )
     import tensorflow as tf
 
