@@ -40,7 +40,7 @@ class ScoreFusion(keras.layers.Layer):
     >>> import keras_twostream
     >>> fuse = keras_twostream.layers.ScoreFusion(stream_weights=[5.0, 1.0])
     >>> a = np.array([[0.0, 1.0]], "float32"); b = np.array([[1.0, 0.0]], "float32")
-    >>> np.round(np.asarray(fuse([a, b])), 3).tolist()
+    >>> np.round(np.asarray(fuse([a, b]), "float64"), 3).tolist()
     [[0.167, 0.833]]
     """
 

@@ -24,7 +24,7 @@ def score_logits(scores):
     >>> import keras
     >>> from keras_twostream.layers.score_logits import score_logits
     >>> p = np.array([[0.2, 0.3, 0.5]], "float32")
-    >>> np.round(np.asarray(keras.ops.softmax(score_logits(p))), 6).tolist()
+    >>> np.round(np.asarray(keras.ops.softmax(score_logits(p)), "float64"), 6).tolist()
     [[0.2, 0.3, 0.5]]
     """
     return ops.log(ops.maximum(scores, TINY))
