@@ -338,6 +338,7 @@ def class_uniform_indices(classes, num_samples, rng, class_probabilities=None):
 
 # --------------------------------------------------------------------------
 # The sampling plan of a pipeline (moved from data/pipeline.py).
+# --------------------------------------------------------------------------
 
 
 class _Sampling:
