@@ -211,6 +211,30 @@ def load_imagenet_weights(backbone, weights):
     if weights is None:
         return backbone
     reference, source = _load_reference(backbone, weights)
+    return transfer_weights(reference, backbone, source)
+
+
+def transfer_weights(reference, backbone, source):
+    """Copies `reference`'s weights into `backbone` by layer name (`load_imagenet_weights`,
+    and a model built from a `Backbone` instance, `keras_twostream.models.contract`).
+
+    Every weight-bearing layer of `backbone` takes the weights of the `reference` layer of
+    the same name (the `keras.applications` / torchvision names every backbone of an
+    architecture shares); an RGB first convolution going into `C != 3` input channels is
+    adapted by `adapt_input_channels`. Every layer is checked before any is written, so a
+    mismatch leaves the backbone as it was.
+
+    Args:
+        reference: a model holding the weights (a `keras.applications` model, a `Backbone`).
+        backbone: the `Backbone` to write.
+        source: how errors name the reference (a path, `"imagenet"`, a model name).
+
+    Returns:
+        `backbone`.
+
+    Raises:
+        ValueError: naming the layers the reference lacks, or a layer and both shapes.
+    """
     theirs = {layer.name: layer for layer in leaf_layers(reference) if layer.weights}
     ours = [layer for layer in leaf_layers(backbone) if layer.weights]
     first_conv = next(
@@ -223,6 +247,7 @@ def load_imagenet_weights(backbone, weights):
             f"have no weights in {source}."
         )
     channels = backbone.input_shape[-1]
+    updates = []
     for layer in ours:
         values = [np.asarray(v) for v in theirs[layer.name].get_weights()]
         expected = [tuple(v.shape) for v in layer.weights]
@@ -233,5 +258,7 @@ def load_imagenet_weights(backbone, weights):
                 f"Weights of layer {layer.name!r} in {source} have shapes "
                 f"{[v.shape for v in values]}; the backbone expects {expected}."
             )
+        updates.append((layer, values))
+    for layer, values in updates:  # nothing is written before every layer fits
         layer.set_weights(values)
     return backbone

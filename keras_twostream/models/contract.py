@@ -18,10 +18,9 @@ import inspect
 import numbers
 
 import keras
-import numpy as np
 
-from keras_twostream.backbones import Backbone, adapt_input_channels, get_backbone
-from keras_twostream.backbones.weights import leaf_layers
+from keras_twostream.backbones import Backbone, get_backbone
+from keras_twostream.backbones.weights import transfer_weights
 
 STREAMS = ("spatial", "temporal")
 DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16", "float16", "bfloat16")
@@ -155,7 +154,7 @@ def get_stream_backbone(backbone, input_shape, weights=None, **kwargs):
     KerasHub's tasks take a backbone instance; a two-stream model needs one network per
     stream with the stream's input channels, so an instance is used as the template of every
     stream: each stream gets a new backbone of the instance's architecture, named after the
-    stream, and the instance's weights (layer by layer, in order). A stream with other input
+    stream, and the instance's weights (by layer name). A stream with other input
     channels (flow: 2L, RGB differences: 3D) gets the first convolution adapted by TSN's
     cross-modality averaging (`adapt_input_channels`), as `temporal_weights="imagenet"` does.
     The instance itself is not part of the model; the model's config records its
@@ -194,39 +193,4 @@ def get_stream_backbone(backbone, input_shape, weights=None, **kwargs):
             "(spatial_weights / temporal_weights must be None)."
         )
     target = get_backbone(backbone.architecture, input_shape=input_shape, weights=None, **kwargs)
-    copy_backbone_weights(backbone, target)
-    return target
-
-
-def copy_backbone_weights(source, target):
-    """Copies `source`'s weights into `target`, a backbone of the same architecture, in layer
-    order; a first convolution with other input channels is adapted (`adapt_input_channels`).
-
-    Raises:
-        ValueError: naming the layer and both shapes, when the networks do not match (another
-            architecture, or fully connected heads built for another image size).
-    """
-    theirs = [layer for layer in leaf_layers(source) if layer.weights]
-    ours = [layer for layer in leaf_layers(target) if layer.weights]
-    if len(theirs) != len(ours):
-        raise ValueError(
-            f"The backbone {source.name!r} has {len(theirs)} layers with weights, the "
-            f"{target.architecture} stream backbone {len(ours)}; expected the same architecture."
-        )
-    updates = []
-    for index, (src, dst) in enumerate(zip(theirs, ours, strict=True)):
-        values = [np.asarray(w) for w in src.get_weights()]
-        expected = [tuple(w.shape) for w in dst.weights]
-        if index == 0 and len(values[0].shape) == 4 and values[0].shape[2] != expected[0][2]:
-            # The first convolution: RGB (3) -> 2L or 3D channels (TSN cross-modality init).
-            values[0] = adapt_input_channels(values[0], expected[0][2])
-        if [tuple(v.shape) for v in values] != expected:
-            raise ValueError(
-                f"Layer {dst.name!r} of the stream backbone expects weights of shapes {expected}; "
-                f"layer {src.name!r} of the backbone {source.name!r} has "
-                f"{[tuple(v.shape) for v in values]} (another image size for a network with "
-                "fully connected layers, or another architecture?)."
-            )
-        updates.append((dst, values))
-    for layer, values in updates:  # nothing is written before every layer fits
-        layer.set_weights(values)
+    return transfer_weights(backbone, target, f"the backbone {backbone.name!r}")
