@@ -67,3 +67,23 @@ def two_cpu_strategy():
             )
         )
     return _STRATEGY[0]
+
+
+def synthetic_frames(base, num_frames, seed):
+    """A tiny embedded synthetic dataset (one training and one test video per class, 32 px) with
+    its frames and DIS flow extracted: `(dataset folder, frames folder)`. The CLI tests train on
+    it (`from conftest import synthetic_frames`)."""
+    from keras_twostream.data.extract import extract_videos
+    from keras_twostream.datasets import generate_synthetic_dataset
+
+    data = generate_synthetic_dataset(
+        base / "synthetic",
+        videos_per_class=(1, 1),
+        size=32,
+        num_frames=num_frames,
+        seed=seed,
+        progress=False,
+    )
+    frames = data / "frames"
+    extract_videos(data / "videos", frames, flow="dis", short_side=32, progress=False)
+    return data, frames

@@ -32,15 +32,10 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from keras_twostream.data.extract import extract_videos
-    from keras_twostream.datasets import generate_synthetic_dataset
+    from conftest import synthetic_frames
 
     base = tmp_path_factory.mktemp("multitask_cli")
-    data = generate_synthetic_dataset(
-        base / "synthetic", videos_per_class=(1, 1), size=32, num_frames=8, seed=1, progress=False
-    )
-    frames = data / "frames"
-    extract_videos(data / "videos", frames, flow="dis", short_side=32, progress=False)
+    data, frames = synthetic_frames(base, num_frames=8, seed=1)
     return base, data, frames
 
 

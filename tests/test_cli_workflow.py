@@ -42,15 +42,10 @@ TRAIN = [
 
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory):
-    from keras_twostream.data.extract import extract_videos
-    from keras_twostream.datasets import generate_synthetic_dataset
+    from conftest import synthetic_frames
 
     base = tmp_path_factory.mktemp("cli")
-    data = generate_synthetic_dataset(
-        base / "synthetic", videos_per_class=(1, 1), size=32, num_frames=10, seed=0, progress=False
-    )
-    frames = data / "frames"
-    extract_videos(data / "videos", frames, flow="dis", short_side=32, progress=False)
+    data, frames = synthetic_frames(base, num_frames=10, seed=0)
     run = base / "run"
     status = main(
         [
