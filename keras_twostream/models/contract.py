@@ -45,6 +45,25 @@ def apply_class_output(logits, name, as_logits):
     return output, probabilities
 
 
+def check_streams(streams):
+    """The streams to build, in network order: both (the default), or one built alone.
+
+    Example:
+
+    >>> from keras_twostream.models.contract import check_streams
+    >>> check_streams(["temporal", "spatial"]), check_streams("spatial")
+    (('spatial', 'temporal'), ('spatial',))
+    """
+    given = (streams,) if isinstance(streams, str) else streams
+    given = tuple(given) if isinstance(given, (list, tuple)) else ()
+    if not given or len(set(given)) != len(given) or set(given) - set(STREAMS):
+        raise ValueError(
+            "Expected streams to be ('spatial', 'temporal'), ('spatial',) or ('temporal',). "
+            f"Received: streams={streams!r}"
+        )
+    return tuple(s for s in STREAMS if s in given)  # network order
+
+
 def check_logits(value):
     if not isinstance(value, bool):
         raise ValueError(f"Expected logits to be True or False. Received: logits={value!r}")

@@ -63,6 +63,7 @@ from keras_twostream.models.contract import (
     builds_with_dtype,
     check_dropout,
     check_logits,
+    check_streams,
     dropout_config,
     get_stream_backbone,
 )
@@ -96,18 +97,6 @@ def _renamed_stream(kwargs, streams):
         stacklevel=4,
     )
     return new
-
-
-def _check_streams(streams):
-    if isinstance(streams, str):
-        streams = (streams,)
-    streams = tuple(streams) if isinstance(streams, (list, tuple)) else ()
-    if not streams or len(set(streams)) != len(streams) or set(streams) - set(STREAMS):
-        raise ValueError(
-            "Expected streams to be ('spatial', 'temporal'), ('spatial',) or ('temporal',). "
-            f"Received: streams={streams!r}"
-        )
-    return tuple(s for s in STREAMS if s in streams)  # network order
 
 
 NUM_LEVELS = 4  # "we divide a deep convolutional neural network into four stages"
@@ -335,7 +324,7 @@ class MPASAL(SemanticAdversarialMixin, VideoClassifier):
     ):
         backbone_source, backbone = backbone, backbone_name(backbone)
         _check_num_classes(num_classes)
-        streams = _check_streams(_renamed_stream(kwargs, streams))
+        streams = check_streams(_renamed_stream(kwargs, streams))
         dropout = _renamed_dropout(kwargs, dropout, 0.8, "MPASAL")
         dropouts = check_dropout(dropout)
         logits = check_logits(logits)

@@ -23,6 +23,7 @@ from keras_twostream.models.contract import (
     builds_with_dtype,
     check_dropout,
     check_logits,
+    check_streams,
     dropout_config,
     get_stream_backbone,
 )
@@ -181,15 +182,7 @@ class TwoStream(VideoClassifier):
     ):
         backbone_source, backbone = backbone, backbone_name(backbone)
         tasks = _normalize_num_classes(num_classes)
-        if isinstance(streams, str):
-            streams = (streams,)
-        streams = tuple(streams) if isinstance(streams, (list, tuple)) else ()
-        if not streams or len(set(streams)) != len(streams) or set(streams) - set(STREAMS):
-            raise ValueError(
-                "Expected streams to be ('spatial', 'temporal'), ('spatial',) or ('temporal',). "
-                f"Received: streams={streams!r}"
-            )
-        streams = tuple(s for s in STREAMS if s in streams)  # network order
+        streams = check_streams(streams)
         primary = next(iter(tasks))
         for arg, value in (
             ("image_size", image_size),
